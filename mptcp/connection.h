@@ -1,0 +1,73 @@
+// Per-connection state of the MPTCP engine (mptcp/DESIGN.md). Plain data: the engine owns the
+// logic. All stream positions are 64-bit offsets from the first data byte of a direction, so the
+// 32-bit wire numbers never need an order (packet/seq.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "mptcp/mapping_table.h"
+#include "packet/address.h"
+#include "packet/engine.h"
+#include "packet/tcp.h"
+
+namespace mproxy::mptcp {
+
+enum class Role : uint8_t { kActive, kPassive };
+enum class ConnState : uint8_t {
+  kSynSent,      // active: MP_CAPABLE SYN sent, waiting for the SYN/ACK
+  kSynReceived,  // passive: peer's MP_CAPABLE SYN delivered, waiting for the third ACK
+  kEstablished,  // converting
+  kFallback,     // plain TCP, passed untouched (RFC 8684 §3.7)
+  kClosed,       // both directions finished or reset; lingering for late packets
+};
+[[nodiscard]] std::string_view Name(ConnState s);
+[[nodiscard]] std::string_view Name(Role r);
+
+struct Connection {
+  packet::FourTuple tuple;  // local -> remote; the TCP-side and the initial subflow's tuple
+  Role role = Role::kActive;
+  ConnState state = ConnState::kSynSent;
+
+  uint64_t local_key = 0, remote_key = 0;
+  uint32_t local_token = 0, remote_token = 0;
+  uint64_t local_idsn = 0, remote_idsn = 0;
+  bool remote_key_known = false;
+  bool checksums = false;      // negotiated (either side set A)
+  bool peer_dss_seen = false;  // peer sent a DSS with DATA_ACK: MPC+data no longer needed
+
+  // tx: local stack -> peer. Offset 0 is the byte after the local SYN (TSN = tx_isn + 1).
+  uint32_t tx_isn = 0;
+  uint64_t tx_high = 0;   // highest offset + 1 the local stack has sent (FIN excluded)
+  uint64_t tx_acked = 0;  // peer's DATA_ACK as a tx offset
+  std::optional<uint64_t> tx_fin;  // offset of the DATA_FIN (= the local FIN's TSN offset)
+  bool tx_fin_acked = false;
+  bool tx_sfin_sent = false;
+  bool tx_sfin_acked = false;
+  int tx_sfin_tries = 0;
+  packet::Time tx_sfin_due{};
+
+  // rx: peer -> local stack. Offset 0 is the byte after the peer's SYN (TSN = SSN = rx_isn + 1);
+  // DSN offsets count from the peer's IDSN + 1.
+  uint32_t rx_isn = 0;
+  MappingTable recv;          // peer's mappings on the initial subflow: SSN offset -> DSN offset
+  uint64_t rx_ssn_high = 0;   // highest SSN offset + 1 received
+  uint64_t rx_dsn_high = 0;   // highest DSN offset + 1 delivered
+  uint64_t rx_dan = 0;        // DATA_ACK we last sent, as a DSN offset
+  uint64_t rx_san = 0;        // subflow ACK we last sent, as an SSN offset
+  std::optional<uint64_t> rx_data_fin;  // DSN offset of the peer's DATA_FIN
+  std::optional<uint64_t> rx_sfin;      // SSN offset of the peer's subflow FIN
+
+  // Last header values seen, for forged segments (subflow FIN and its ACK).
+  uint16_t last_window = 0;
+  std::optional<packet::TimestampsOption> last_ts;  // tsval from the local stack, tsecr from peer
+  uint8_t ttl = 64;
+
+  packet::Time created{};
+  packet::Time last_activity{};
+  packet::Time deadline{};  // the engine's timer for this connection
+  uint64_t bytes_tx = 0, bytes_rx = 0;
+};
+
+}  // namespace mproxy::mptcp

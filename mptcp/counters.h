@@ -1,0 +1,83 @@
+// Every decision the MPTCP engine makes on the data path has a counter (DEVELOPERS.md), named
+// like the kernel's MPTcpExt MIB where there is a kernel equivalent so a test can put the two side
+// by side.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <string_view>
+
+#include "packet/counters.h"
+
+namespace mproxy::mptcp {
+
+#define MPROXY_MPTCP_COUNTERS(X)                                                            \
+  X(kPackets, "MpPackets")                       /* every packet handed to the engine */    \
+  X(kMalformed, "MpMalformed")                   /* not parseable as IP/TCP: passed */      \
+  X(kNotSelected, "MpNotSelected")               /* port not converted: passed */           \
+  X(kNoConnection, "MpNoConnection")             /* non-SYN of an unknown flow: passed */   \
+  X(kActiveOpen, "MpActiveOpen")                 /* local SYN got MP_CAPABLE */             \
+  X(kPassiveOpen, "MpPassiveOpen")               /* peer MP_CAPABLE SYN accepted */         \
+  X(kPassivePlainSyn, "MpPassivePlainSyn")       /* peer SYN without MP_CAPABLE: passed */  \
+  X(kSynRetransmit, "MpSynRetransmit")                                                      \
+  X(kConverted, "MpConverted")                   /* MP_CAPABLE handshake completed */       \
+  X(kFallbackNoMpcSynAck, "MpFallbackNoMpcSynAck")                                          \
+  X(kFallbackNoMpcAck, "MpFallbackNoMpcAck")                                                \
+  X(kFallbackInfiniteMap, "MpFallbackInfiniteMap")                                          \
+  X(kFallbackMpFail, "MpFallbackMpFail")                                                    \
+  X(kFallbackPackets, "MpFallbackPackets")       /* packets of fallen-back flows, passed */ \
+  X(kBadSynAckMpc, "MpBadSynAckMpc")             /* SYN/ACK MP_CAPABLE unusable */          \
+  X(kBadAckKeys, "MpBadAckKeys")                 /* 3rd ACK echoed a key that is not ours */ \
+  X(kKeyGenFailed, "MpKeyGenFailed")                                                        \
+  X(kMpcAckTx, "MpMpcAckTx")                     /* MP_CAPABLE ACK (20) added */            \
+  X(kMpcDataTx, "MpMpcDataTx")                   /* MP_CAPABLE+data (22/24) added */        \
+  X(kDssTx, "MpDssTx")                           /* DSS added to an outbound packet */      \
+  X(kDssRx, "MpDssRx")                                                                      \
+  X(kDataFinTx, "MpDataFinTx")                                                              \
+  X(kDataFinRx, "MpDataFinRx")                                                              \
+  X(kMappingRx, "MpMappingRx")                   /* new peer mapping recorded */            \
+  X(kMappingConflict, "MpMappingConflict")       /* changed mapping for mapped bytes: drop */ \
+  X(kNoMapping, "MpNoMapping")                   /* data not covered by a mapping: drop */  \
+  X(kSpansMappings, "MpSpansMappings")           /* data spans unrelated mappings: drop */  \
+  X(kCsumBad, "MpCsumBad")                       /* DSS checksum mismatch: drop */          \
+  X(kCsumUnverified, "MpCsumUnverified")         /* mapping spans segments: not checked */  \
+  X(kCsumMissing, "MpCsumMissing")               /* negotiated but absent: drop */          \
+  X(kDataAckBeyondSent, "MpDataAckBeyondSent")   /* ignored, like Linux */                  \
+  X(kNoDataAck, "MpNoDataAck")                   /* inbound without DATA_ACK */             \
+  X(kSignalConsumed, "MpSignalConsumed")         /* pure signalling ACK not delivered */    \
+  X(kOptionIgnored, "MpOptionIgnored")           /* kind-30 option Linux would ignore */    \
+  X(kSackDropped, "MpSackDropped")               /* SACK blocks dropped for option space */ \
+  X(kOptionSpace, "MpOptionSpace")               /* could not fit our option: drop */       \
+  X(kMssClamped, "MpMssClamped")                                                            \
+  X(kTooLarge, "MpTooLarge")                     /* payload > 65535: cannot map, drop */    \
+  X(kEmitError, "MpEmitError")                                                              \
+  X(kFastcloseTx, "MpFastcloseTx")                                                          \
+  X(kFastcloseRx, "MpFastcloseRx")                                                          \
+  X(kFastcloseBadKey, "MpFastcloseBadKey")       /* ignored, like Linux */                  \
+  X(kRstTx, "MpRstTx")                                                                      \
+  X(kRstRx, "MpRstRx")                                                                      \
+  X(kSubflowFinTx, "MpSubflowFinTx")             /* forged after DATA_FIN acked */          \
+  X(kSubflowFinRetransmit, "MpSubflowFinRetransmit")                                        \
+  X(kSubflowFinRx, "MpSubflowFinRx")                                                        \
+  X(kSubflowAckTx, "MpSubflowAckTx")             /* forged ACK of the peer's subflow FIN */ \
+  X(kForgeError, "MpForgeError")                                                            \
+  X(kTimeoutHandshake, "MpTimeoutHandshake")                                                \
+  X(kTimeoutIdle, "MpTimeoutIdle")                                                          \
+  X(kTimeoutFin, "MpTimeoutFin")                                                            \
+  X(kClosed, "MpClosed")                         /* connection ended (FIN or RST) */        \
+  X(kFreed, "MpFreed")                           /* state released */
+
+enum class Counter : size_t {
+#define MPROXY_X(e, n) e,
+  MPROXY_MPTCP_COUNTERS(MPROXY_X)
+#undef MPROXY_X
+      kCount
+};
+
+inline constexpr std::array<std::string_view, static_cast<size_t>(Counter::kCount)> kCounterNames{
+#define MPROXY_X(e, n) n,
+    MPROXY_MPTCP_COUNTERS(MPROXY_X)
+#undef MPROXY_X
+};
+
+}  // namespace mproxy::mptcp

@@ -1,0 +1,880 @@
+#include "mptcp/engine.h"
+
+#include <algorithm>
+#include <array>
+#include <limits>
+
+#include "mptcp/crypto.h"
+#include "mptcp/options.h"
+#include "packet/checksum.h"
+
+namespace mproxy::mptcp {
+
+using packet::DataSeq;
+using packet::FourTuple;
+using packet::PacketOut;
+using packet::TcpPacket;
+using packet::Time;
+namespace tcp_flags = packet::tcp_flags;
+namespace tcp_opt = packet::tcp_opt;
+
+std::string_view Name(ConnState s) {
+  switch (s) {
+    case ConnState::kSynSent: return "syn-sent";
+    case ConnState::kSynReceived: return "syn-received";
+    case ConnState::kEstablished: return "established";
+    case ConnState::kFallback: return "fallback";
+    case ConnState::kClosed: return "closed";
+  }
+  return "?";
+}
+std::string_view Name(Role r) { return r == Role::kActive ? "active" : "passive"; }
+
+namespace {
+
+constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
+
+// Offset of the 32-bit wire number `seq` in a stream whose first byte has number isn + 1,
+// widened to 64 bits near `ref` (a recent offset of the same stream). nullopt for positions
+// before the first byte (the SYN itself, or a keepalive probe right after the handshake).
+std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref) {
+  const DataSeq wide = packet::Expand32(DataSeq(ref), seq - (isn + 1));
+  if (static_cast<int64_t>(wide.value()) < 0) return std::nullopt;
+  return wide.value();
+}
+
+uint32_t WireOf(uint32_t isn, uint64_t off) { return isn + 1 + static_cast<uint32_t>(off); }
+
+// Appends an MPTCP option (kind 30) to a TCP option list; false if it does not fit in 40 bytes.
+bool AddMptcp(packet::TcpOptionList& opts, const Option& o) {
+  std::array<uint8_t, 40> buf{};
+  packet::ByteWriter w(buf);
+  if (!Emit(o, w) || w.offset() < 2) return false;
+  return opts.AddRaw(kMptcpOptionKind, packet::Bytes(buf).subspan(2, w.offset() - 2));
+}
+
+SegmentOptions ParseMptcp(const TcpPacket& p) {
+  SegmentOptionsBuilder b(SegmentFlags{p.tcp.has(tcp_flags::kSyn), p.tcp.has(tcp_flags::kAck),
+                                       p.tcp.has(tcp_flags::kRst), p.payload_len > 0});
+  for (size_t i = 0; i < p.options.size(); ++i) {
+    packet::TcpOptionView v = p.options[i];
+    if (v.kind == tcp_opt::kMptcp) b.Add(v.raw);
+  }
+  return b.options();
+}
+
+bool IsOutbound(packet::Hook h) {
+  return h == packet::Hook::kLocalOut || h == packet::Hook::kPostRouting;
+}
+
+}  // namespace
+
+Engine::Engine(EngineConfig config, packet::Rng& rng) : config_(std::move(config)), rng_(rng) {}
+Engine::~Engine() = default;
+
+bool Engine::Selected(const FourTuple& t) const {
+  if (config_.ports.empty()) return true;
+  for (uint16_t port : config_.ports) {
+    if (t.sport == port || t.dport == port) return true;
+  }
+  return false;
+}
+
+void Engine::ForEachConnection(const std::function<void(const Connection&)>& visit) const {
+  for (const auto& [tuple, c] : conns_) visit(*c);
+}
+
+void Engine::OnPacket(Time now, const packet::PacketMeta& meta, packet::MutableBytes pkt,
+                      PacketOut& out, packet::Actions& actions) {
+  counters_.Inc(Counter::kPackets);
+  out.Reset();
+  auto parsed = packet::ParseTcpPacket(pkt, meta);
+  if (!parsed) {
+    // Not ours to judge: non-TCP, fragments and malformed packets pass unchanged. The rules only
+    // queue selected TCP ports, so this is rare and never a converted flow's packet.
+    counters_.Inc(Counter::kMalformed);
+    return;
+  }
+  TcpPacket& p = *parsed;
+  if (IsOutbound(meta.hook)) {
+    OnOutbound(now, p, out, actions);
+  } else {
+    OnInbound(now, p, out, actions);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbound: local TCP stack -> wire.
+
+void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& actions) {
+  const FourTuple t = p.tuple();
+  if (!Selected(t)) {
+    counters_.Inc(Counter::kNotSelected);
+    return;
+  }
+  const bool syn = p.tcp.has(tcp_flags::kSyn), ack = p.tcp.has(tcp_flags::kAck);
+  if (syn && !ack) {
+    OutboundSyn(now, p, out);
+    return;
+  }
+  auto it = conns_.find(t);
+  if (it == conns_.end()) {
+    counters_.Inc(Counter::kNoConnection);
+    return;
+  }
+  Connection& c = *it->second;
+  c.last_activity = now;
+  if (c.state == ConnState::kFallback) {
+    counters_.Inc(Counter::kFallbackPackets);
+    return;
+  }
+  if (syn) {  // SYN/ACK of a passive connection
+    if (c.role == Role::kPassive) OutboundSynAck(c, p, out);
+    return;
+  }
+  if (c.state == ConnState::kSynSent || c.state == ConnState::kSynReceived) {
+    // The local stack talks before the handshake finished on the wire (should not happen: an
+    // active opener needs the SYN/ACK first, a passive one the third ACK). Fail closed.
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  if (p.tcp.has(tcp_flags::kRst)) {
+    OutboundRst(now, c, p, out);
+    return;
+  }
+  OutboundEstablished(c, p, out);
+  (void)actions;
+}
+
+bool Engine::NewKey(Connection& c) {
+  // RFC 8684 §3.1: a random non-zero 64-bit key whose token is unique on this host (Linux retries
+  // until it is, mptcp_token_new_connect()).
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    uint64_t key = rng_.Next64();
+    if (key == 0) continue;
+    auto d = DeriveFromKey(key);
+    if (!d) return false;
+    if (local_tokens_.contains(d->token)) continue;
+    c.local_key = key;
+    c.local_token = d->token;
+    c.local_idsn = d->idsn;
+    local_tokens_.insert(d->token);
+    return true;
+  }
+  return false;
+}
+
+void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
+  const FourTuple t = p.tuple();
+  auto it = conns_.find(t);
+  if (it != conns_.end()) {
+    Connection& old = *it->second;
+    if (old.role == Role::kActive && old.state == ConnState::kSynSent && old.tx_isn == p.tcp.seq) {
+      counters_.Inc(Counter::kSynRetransmit);
+    } else {
+      Erase(old);  // the 4-tuple is being reused by a new connection
+      it = conns_.end();
+    }
+  }
+  Connection* c = nullptr;
+  if (it == conns_.end()) {
+    auto fresh = std::make_unique<Connection>();
+    fresh->tuple = t;
+    fresh->role = Role::kActive;
+    fresh->state = ConnState::kSynSent;
+    fresh->tx_isn = p.tcp.seq;
+    fresh->created = fresh->last_activity = now;
+    if (!NewKey(*fresh)) {
+      counters_.Inc(Counter::kKeyGenFailed);
+      return;  // plain TCP
+    }
+    c = fresh.get();
+    conns_.emplace(t, std::move(fresh));
+    Schedule(*c, now + config_.handshake_timeout);
+    counters_.Inc(Counter::kActiveOpen);
+  } else {
+    c = it->second.get();
+  }
+  // RFC 8684 §3.1: the v1 SYN carries no key, only version and flags (interop §1.2: 1e 04 01 01).
+  MpCapable mpc;
+  mpc.form = MpCapable::Form::kSyn;
+  mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (config_.checksums ? kMpcFlagChecksum : 0));
+  if (!AddMptcp(p.options, mpc)) {
+    counters_.Inc(Counter::kOptionSpace);
+    Erase(*c);  // no room for MP_CAPABLE: the connection stays plain TCP
+    return;
+  }
+  Emit(p, out);
+}
+
+void Engine::OutboundSynAck(Connection& c, TcpPacket& p, PacketOut& out) {
+  if (c.state != ConnState::kSynReceived) return;  // late retransmission: pass
+  c.tx_isn = p.tcp.seq;
+  // The responder's key travels in the SYN/ACK (RFC 8684 §3.1); A echoes a checksum request.
+  MpCapable mpc;
+  mpc.form = MpCapable::Form::kSynAck;
+  mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (c.checksums ? kMpcFlagChecksum : 0));
+  mpc.sender_key = c.local_key;
+  if (!AddMptcp(p.options, mpc)) {
+    counters_.Inc(Counter::kOptionSpace);
+    FallBack(c, Counter::kOptionSpace);
+    return;
+  }
+  Emit(p, out);
+}
+
+void Engine::OutboundRst(Time now, Connection& c, TcpPacket& p, PacketOut& out) {
+  // A local RST aborts the whole connection: MP_FASTCLOSE with the receiver's key plus MP_TCPRST on
+  // the RST (interop §1.6: what Linux emits in mptcp_do_fastclose(); seed §3.1 maps RST <->
+  // MP_FASTCLOSE).
+  counters_.Inc(Counter::kRstTx);
+  p.options.RemoveAll(tcp_opt::kMptcp);
+  if (c.remote_key_known) {
+    MpFastclose fc;
+    fc.receiver_key = c.remote_key;
+    MpTcpRst rst;
+    rst.reason = static_cast<uint8_t>(TcpRstReason::kUnspecified);
+    if (AddMptcp(p.options, fc)) counters_.Inc(Counter::kFastcloseTx);
+    (void)AddMptcp(p.options, rst);
+  }
+  Close(now, c);
+  Emit(p, out);
+}
+
+void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
+  const uint32_t len = static_cast<uint32_t>(p.payload_len);
+  bool fin = p.tcp.has(tcp_flags::kFin);
+  if (p.payload_len > 0xffff) {
+    // A data-level length is 16 bits (RFC 8684 §3.3): one mapping cannot cover this segment.
+    counters_.Inc(Counter::kTooLarge);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  std::optional<uint64_t> seq_off = OffsetOf(p.tcp.seq, c.tx_isn, c.tx_high);
+
+  // DATA_ACK from the TCP ACK. The peer's bytes sit at the same offset in TSN and DSN space, so the
+  // local cumulative ACK is the DATA_ACK (seed §3.4); the subflow ACK only covers subflow bytes
+  // whose data is acknowledged, projected through the peer's mappings (seed §3.5).
+  std::optional<DssDataAck> data_ack;
+  if (p.tcp.has(tcp_flags::kAck)) {
+    if (auto tan = OffsetOf(p.tcp.ack, c.rx_isn, c.rx_dan)) {
+      c.rx_dan = std::max(c.rx_dan, *tan);
+      const uint64_t data_limit = std::min(c.rx_dan, c.rx_data_fin.value_or(kNoLimit));
+      uint64_t san = std::max(c.rx_san, c.recv.AckedPrefix(c.rx_san, data_limit));
+      // The peer's subflow FIN is acknowledged once its DATA_FIN is (RFC 8684 §3.3.3).
+      if (c.rx_sfin && san == *c.rx_sfin && c.rx_data_fin && c.rx_dan > *c.rx_data_fin) ++san;
+      c.rx_san = san;
+      c.recv.ForgetBelow(san);
+      p.tcp.ack = WireOf(c.rx_isn, san);
+    }
+    data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
+  }
+
+  const bool mapping_needed = seq_off && (len > 0 || fin);
+  Option opt;
+  bool have_opt = true;
+  if (mapping_needed && c.role == Role::kActive && !c.peer_dss_seen && *seq_off == 0 && len > 0) {
+    // Until the peer has sent a DSS, the first data segment repeats the keys (MP_CAPABLE + data,
+    // RFC 8684 §3.1; interop §1.2 rule 3) so a lost third ACK cannot make the server fall back.
+    MpCapable mpc;
+    mpc.form = c.checksums ? MpCapable::Form::kAckDataCsum : MpCapable::Form::kAckData;
+    mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (c.checksums ? kMpcFlagChecksum : 0));
+    mpc.sender_key = c.local_key;
+    mpc.receiver_key = c.remote_key;
+    mpc.data_len = static_cast<uint16_t>(len);
+    if (c.checksums) mpc.checksum = DssChecksum(DataSeq(c.local_idsn + 1), 1, mpc.data_len, p.payload());
+    opt = mpc;
+    fin = false;  // MP_CAPABLE+data cannot carry a DATA_FIN; the local stack will resend its FIN
+    counters_.Inc(Counter::kMpcDataTx);
+  } else if (mapping_needed) {
+    Dss dss;
+    dss.data_ack = data_ack;
+    DssMapping m;
+    m.dsn64 = true;
+    if (len > 0) {
+      m.dsn = c.local_idsn + 1 + *seq_off;
+      m.ssn = static_cast<uint32_t>(*seq_off + 1);  // relative to the subflow ISN (interop §1.4)
+      m.data_len = static_cast<uint16_t>(len + (fin ? 1 : 0));
+    } else {
+      // DATA_FIN on an empty segment: DSN of the DATA_FIN, SSN 0, length 1 (interop §1.4).
+      m.dsn = c.local_idsn + 1 + *seq_off;
+      m.ssn = 0;
+      m.data_len = 1;
+    }
+    if (c.checksums) {
+      m.checksum = DssChecksum(DataSeq(m.dsn), m.ssn, m.data_len, p.payload());
+    }
+    dss.mapping = m;
+    dss.data_fin = fin;
+    opt = dss;
+    counters_.Inc(Counter::kDssTx);
+  } else if (c.role == Role::kActive && !c.peer_dss_seen) {
+    // Third ACK and every pure ACK until the peer's first DSS: MP_CAPABLE ACK with both keys
+    // (RFC 8684 §3.1), so a lost third ACK is repaired by the next one.
+    MpCapable mpc;
+    mpc.form = MpCapable::Form::kAck;
+    mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (c.checksums ? kMpcFlagChecksum : 0));
+    mpc.sender_key = c.local_key;
+    mpc.receiver_key = c.remote_key;
+    opt = mpc;
+    counters_.Inc(Counter::kMpcAckTx);
+  } else if (data_ack) {
+    Dss dss;
+    dss.data_ack = data_ack;
+    opt = dss;
+    counters_.Inc(Counter::kDssTx);
+  } else {
+    have_opt = false;
+  }
+
+  if (seq_off) {
+    if (len > 0 && *seq_off + len > c.tx_high) {
+      c.bytes_tx += *seq_off + len - std::max(c.tx_high, *seq_off);
+      c.tx_high = *seq_off + len;
+    }
+    if (fin) {
+      const uint64_t fin_off = *seq_off + len;
+      if (!c.tx_fin) counters_.Inc(Counter::kDataFinTx);
+      c.tx_fin = fin_off;
+    }
+    // The local FIN became a DATA_FIN: it takes a DSN but no subflow sequence number until the
+    // forged subflow FIN is sent, so later segments move back by one on the subflow.
+    if (c.tx_fin && *seq_off > *c.tx_fin && !c.tx_sfin_sent) p.tcp.seq -= 1;
+  }
+  p.tcp.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);
+
+  c.last_window = p.tcp.window;
+  if (auto ts = p.options.Timestamps()) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsval = ts->tsval;
+    c.last_ts = t;
+  }
+
+  p.options.RemoveAll(tcp_opt::kMptcp);
+  if (have_opt && !AddMptcp(p.options, opt)) {
+    // Make room (option space is 40 bytes, interop §1.7): padding NOPs first, then a 32-bit
+    // DATA_ACK, then SACK blocks one by one. Timestamps are kept (PAWS, RTT).
+    p.options.RemoveAll(tcp_opt::kNop);
+    bool ok = AddMptcp(p.options, opt);
+    if (!ok) {
+      if (Dss* d = std::get_if<Dss>(&opt); d != nullptr && d->data_ack && d->data_ack->is64) {
+        d->data_ack->is64 = false;
+        d->data_ack->value &= 0xffffffffu;
+        ok = AddMptcp(p.options, opt);
+      }
+    }
+    while (!ok) {
+      auto i = p.options.Find(tcp_opt::kSack);
+      if (!i) break;
+      std::array<packet::SackBlock, 4> blocks{};
+      size_t n = p.options.SackBlocks(blocks);
+      counters_.Inc(Counter::kSackDropped);
+      p.options.RemoveAt(*i);
+      if (n > 1) (void)p.options.AddSack(std::span<const packet::SackBlock>(blocks.data(), n - 1));
+      ok = AddMptcp(p.options, opt);
+    }
+    if (!ok) {
+      counters_.Inc(Counter::kOptionSpace);
+      out.verdict = packet::Verdict::kDrop;  // never send a converted flow's segment unmapped
+      return;
+    }
+  }
+  Emit(p, out);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound: wire -> local TCP stack.
+
+void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& actions) {
+  const FourTuple key = p.tuple().Reversed();  // local -> remote
+  if (!Selected(key)) {
+    counters_.Inc(Counter::kNotSelected);
+    return;
+  }
+  const SegmentOptions opts = ParseMptcp(p);
+  for (size_t s = 0; s < opts.status_count.size(); ++s) {
+    if (s != static_cast<size_t>(OptionStatus::kAccepted) && opts.status_count[s] > 0) {
+      counters_.Inc(Counter::kOptionIgnored, opts.status_count[s]);
+    }
+  }
+  const bool syn = p.tcp.has(tcp_flags::kSyn), ack = p.tcp.has(tcp_flags::kAck);
+  if (syn && !ack) {
+    InboundSyn(now, p, opts, out);
+    return;
+  }
+  auto it = conns_.find(key);
+  if (it == conns_.end()) {
+    counters_.Inc(Counter::kNoConnection);
+    return;
+  }
+  Connection& c = *it->second;
+  c.last_activity = now;
+  if (c.state == ConnState::kFallback) {
+    counters_.Inc(Counter::kFallbackPackets);
+    return;
+  }
+  if (syn) {
+    if (c.role == Role::kActive) InboundSynAck(now, c, p, opts, out);
+    return;
+  }
+  if (c.state == ConnState::kSynSent) {
+    out.verdict = packet::Verdict::kDrop;  // not a valid reply to our SYN
+    return;
+  }
+  if (c.state == ConnState::kSynReceived) {
+    // Third ACK of a passive open: MP_CAPABLE ACK (20) or MP_CAPABLE + data (22/24) carrying
+    // both keys, ours echoed (RFC 8684 §3.1). Without it Linux falls back (MPCapableFallbackACK),
+    // and so do we.
+    if (!opts.mp_capable || !opts.mp_capable->is_ack_form()) {
+      FallBack(c, Counter::kFallbackNoMpcAck);
+      return;
+    }
+    if (opts.mp_capable->receiver_key != c.local_key) {
+      counters_.Inc(Counter::kBadAckKeys);
+      FallBack(c, Counter::kFallbackNoMpcAck);
+      return;
+    }
+    c.remote_key = opts.mp_capable->sender_key;
+    auto d = DeriveFromKey(c.remote_key);
+    if (!d) {
+      counters_.Inc(Counter::kKeyGenFailed);
+      FallBack(c, Counter::kFallbackNoMpcAck);
+      return;
+    }
+    c.remote_token = d->token;
+    c.remote_idsn = d->idsn;
+    c.remote_key_known = true;
+    c.checksums = c.checksums || opts.mp_capable->checksum_required();
+    c.state = ConnState::kEstablished;
+    counters_.Inc(Counter::kConverted);
+    Schedule(c, now + config_.idle_timeout);
+  }
+  InboundEstablished(now, c, p, opts, out, actions);
+}
+
+void Engine::ClampMss(TcpPacket& p) {
+  // The local stack sizes its segments from the MSS the peer announced; our options must still
+  // fit after segmentation (architecture.md, NFQUEUE pitfall 2).
+  if (auto mss = p.options.Mss(); mss && *mss > config_.mss_reduction + 64) {
+    if (p.options.SetMss(static_cast<uint16_t>(*mss - config_.mss_reduction))) {
+      counters_.Inc(Counter::kMssClamped);
+    }
+  }
+}
+
+void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, PacketOut& out) {
+  const FourTuple key = p.tuple().Reversed();
+  if (!opts.mp_capable || opts.mp_capable->form != MpCapable::Form::kSyn) {
+    counters_.Inc(Counter::kPassivePlainSyn);
+    return;  // plain TCP client: untouched
+  }
+  auto it = conns_.find(key);
+  Connection* c = nullptr;
+  if (it != conns_.end() && it->second->role == Role::kPassive &&
+      it->second->state == ConnState::kSynReceived && it->second->rx_isn == p.tcp.seq) {
+    c = it->second.get();
+    counters_.Inc(Counter::kSynRetransmit);
+  } else {
+    if (it != conns_.end()) Erase(*it->second);
+    auto fresh = std::make_unique<Connection>();
+    fresh->tuple = key;
+    fresh->role = Role::kPassive;
+    fresh->state = ConnState::kSynReceived;
+    fresh->rx_isn = p.tcp.seq;
+    fresh->created = fresh->last_activity = now;
+    fresh->checksums = config_.checksums || opts.mp_capable->checksum_required();
+    if (!NewKey(*fresh)) {
+      counters_.Inc(Counter::kKeyGenFailed);
+      return;
+    }
+    c = fresh.get();
+    conns_.emplace(key, std::move(fresh));
+    Schedule(*c, now + config_.handshake_timeout);
+    counters_.Inc(Counter::kPassiveOpen);
+  }
+  if (auto ts = p.options.Timestamps()) c->last_ts = packet::TimestampsOption{0, ts->tsval};
+  p.options.RemoveAll(tcp_opt::kMptcp);
+  ClampMss(p);
+  Emit(p, out);
+}
+
+void Engine::InboundSynAck(Time now, Connection& c, TcpPacket& p, const SegmentOptions& opts,
+                           PacketOut& out) {
+  if (c.state == ConnState::kSynSent) {
+    if (!opts.mp_capable || opts.mp_capable->form != MpCapable::Form::kSynAck) {
+      FallBack(c, Counter::kFallbackNoMpcSynAck);  // peer is plain TCP (RFC 8684 §3.1)
+      return;
+    }
+    auto d = DeriveFromKey(opts.mp_capable->sender_key);
+    if (!d || opts.mp_capable->sender_key == 0) {
+      counters_.Inc(Counter::kBadSynAckMpc);
+      FallBack(c, Counter::kFallbackNoMpcSynAck);
+      return;
+    }
+    c.remote_key = opts.mp_capable->sender_key;
+    c.remote_token = d->token;
+    c.remote_idsn = d->idsn;
+    c.remote_key_known = true;
+    c.checksums = config_.checksums || opts.mp_capable->checksum_required();
+    c.rx_isn = p.tcp.seq;
+    c.state = ConnState::kEstablished;
+    counters_.Inc(Counter::kConverted);
+    Schedule(c, now + config_.idle_timeout);
+  } else if (p.tcp.seq != c.rx_isn) {
+    out.verdict = packet::Verdict::kDrop;  // a different SYN/ACK for an established flow
+    return;
+  }
+  if (auto ts = p.options.Timestamps()) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsecr = ts->tsval;
+    c.last_ts = t;
+  }
+  p.options.RemoveAll(tcp_opt::kMptcp);
+  ClampMss(p);
+  Emit(p, out);
+}
+
+void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const SegmentOptions& opts,
+                                PacketOut& out, packet::Actions& actions) {
+  const uint32_t len = static_cast<uint32_t>(p.payload_len);
+  const bool rst = p.tcp.has(tcp_flags::kRst);
+  const bool sfin = p.tcp.has(tcp_flags::kFin);
+  bool deliver_fin = false;
+  bool ack_advanced = false;
+
+  if (auto ts = p.options.Timestamps()) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsecr = ts->tsval;
+    c.last_ts = t;
+  }
+
+  // MP_FASTCLOSE is honoured only with our own key (interop §1.6, Linux checks
+  // msk->local_key == rcvr_key); it resets the connection.
+  bool fastclose = false;
+  if (opts.mp_fastclose) {
+    if (opts.mp_fastclose->receiver_key == c.local_key) {
+      counters_.Inc(Counter::kFastcloseRx);
+      fastclose = true;
+    } else {
+      counters_.Inc(Counter::kFastcloseBadKey);
+    }
+  }
+
+  // The third ACK repeated, or MP_CAPABLE + data: an implicit mapping DSN = IDSN + 1, SSN 1
+  // (interop §1.2, Linux mpc_map).
+  if (opts.mp_capable && opts.mp_capable->is_ack_form()) {
+    if (opts.mp_capable->form != MpCapable::Form::kAck && opts.mp_capable->data_len > 0) {
+      if (c.recv.Insert(0, 0, opts.mp_capable->data_len) == InsertResult::kConflict) {
+        counters_.Inc(Counter::kMappingConflict);
+      }
+    }
+  }
+
+  const Dss* dss = opts.dss ? &*opts.dss : nullptr;
+  if (dss != nullptr) counters_.Inc(Counter::kDssRx);
+  if (dss != nullptr && dss->data_ack) {
+    if (c.role == Role::kActive) c.peer_dss_seen = true;
+    const DataSeq base(c.local_idsn + 1);
+    const DataSeq dan = dss->data_ack->is64
+                            ? DataSeq(dss->data_ack->value)
+                            : packet::Expand32(base + c.tx_acked,
+                                               static_cast<uint32_t>(dss->data_ack->value));
+    const int64_t off = dan - base;
+    const uint64_t sent = c.tx_high + (c.tx_fin ? 1 : 0);
+    if (off >= 0 && static_cast<uint64_t>(off) > sent) {
+      counters_.Inc(Counter::kDataAckBeyondSent);  // ignored, like Linux
+    } else if (off >= 0 && static_cast<uint64_t>(off) > c.tx_acked) {
+      c.tx_acked = static_cast<uint64_t>(off);
+      ack_advanced = true;
+    }
+  } else if (!rst) {
+    counters_.Inc(Counter::kNoDataAck);
+  }
+
+  // The peer's mapping goes into the RECV table (seed §3.3).
+  if (dss != nullptr && dss->mapping) {
+    const DssMapping& m = *dss->mapping;
+    if (m.infinite()) {
+      // RFC 8684 §3.7: the peer fell back. On the initial subflow TSN == SSN, so from here on
+      // the flow is passed as plain TCP.
+      FallBack(c, Counter::kFallbackInfiniteMap);
+      p.options.RemoveAll(tcp_opt::kMptcp);
+      Emit(p, out);
+      return;
+    }
+    const DataSeq base(c.remote_idsn + 1);
+    const DataSeq dsn =
+        m.dsn64 ? DataSeq(m.dsn) : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
+    const int64_t dsn_off = dsn - base;
+    const uint32_t data_bytes = m.data_len - (dss->data_fin ? 1u : 0u);
+    if (dsn_off >= 0) {
+      if (dss->data_fin) {
+        const uint64_t fin_at = static_cast<uint64_t>(dsn_off) + data_bytes;
+        if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
+        c.rx_data_fin = fin_at;
+      }
+      if (data_bytes > 0 && m.ssn > 0) {
+        switch (c.recv.Insert(m.ssn - 1u, static_cast<uint64_t>(dsn_off), data_bytes)) {
+          case InsertResult::kInserted: counters_.Inc(Counter::kMappingRx); break;
+          case InsertResult::kDuplicate: break;
+          case InsertResult::kConflict:
+            // A mapping may not change for bytes already mapped (Linux DSSNotMatching). Passing
+            // the segment could deliver bytes at the wrong place: drop it.
+            counters_.Inc(Counter::kMappingConflict);
+            out.verdict = packet::Verdict::kDrop;
+            return;
+        }
+      }
+      if (c.checksums && len > 0) {
+        const auto seg_off = OffsetOf(p.tcp.seq, c.rx_isn, c.rx_ssn_high);
+        if (!m.checksum) {
+          counters_.Inc(Counter::kCsumMissing);
+          out.verdict = packet::Verdict::kDrop;
+          return;
+        }
+        if (seg_off && *seg_off == m.ssn - 1u && data_bytes == len) {
+          if (!DssChecksumValid(dsn, m.ssn, m.data_len, *m.checksum,
+                                packet::checksum::Sum(p.payload()))) {
+            counters_.Inc(Counter::kCsumBad);
+            out.verdict = packet::Verdict::kDrop;
+            return;
+          }
+        } else {
+          counters_.Inc(Counter::kCsumUnverified);
+        }
+      }
+    }
+  }
+
+  if (fastclose || rst) {
+    // Deliver a RST the local stack accepts: RFC 5961 wants seq == rcv_nxt, which is the TSN of
+    // everything delivered so far.
+    counters_.Inc(Counter::kRstRx);
+    p.tcp.flags = tcp_flags::kRst | tcp_flags::kAck;
+    p.tcp.seq = WireOf(c.rx_isn, c.rx_dsn_high);
+    p.tcp.ack = WireOf(c.tx_isn, c.tx_acked);
+    p.options.RemoveAll(tcp_opt::kMptcp);
+    Close(now, c);
+    Emit(p, out);
+    return;
+  }
+
+  // Data: SSN -> DSN through the RECV table -> TSN (seed §3.3).
+  std::optional<uint64_t> seg_off = OffsetOf(p.tcp.seq, c.rx_isn, c.rx_ssn_high);
+  if (len > 0) {
+    const MapEntry* e = seg_off ? c.recv.Find(*seg_off) : nullptr;
+    if (e == nullptr) {
+      if (seg_off && *seg_off + len <= c.rx_san) {
+        // Entirely below what we acknowledged (a spurious retransmission): the local stack has it.
+        out.verdict = packet::Verdict::kDrop;
+        return;
+      }
+      counters_.Inc(Counter::kNoMapping);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    if (*seg_off + len > e->src_end()) {
+      counters_.Inc(Counter::kSpansMappings);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    const uint64_t tsn_off = e->dst + (*seg_off - e->src);
+    p.tcp.seq = WireOf(c.rx_isn, tsn_off);
+    c.rx_ssn_high = std::max(c.rx_ssn_high, *seg_off + len);
+    if (tsn_off + len > c.rx_dsn_high) {
+      c.bytes_rx += tsn_off + len - std::max(c.rx_dsn_high, tsn_off);
+      c.rx_dsn_high = tsn_off + len;
+    }
+    if (c.rx_data_fin && tsn_off + len == *c.rx_data_fin) deliver_fin = true;
+  } else if (dss != nullptr && dss->data_fin && c.rx_data_fin) {
+    // DATA_FIN on an empty segment: a TCP FIN at the DATA_FIN's position (seed §3.1).
+    p.tcp.seq = WireOf(c.rx_isn, *c.rx_data_fin);
+    deliver_fin = true;
+  }
+
+  // The peer's subflow FIN (RFC 8684 §3.3.3: it follows the DATA_FIN exchange). It closes only the
+  // subflow; the local stack saw the connection's FIN when the DATA_FIN arrived.
+  bool sfin_only = false;
+  if (sfin && seg_off) {
+    const uint64_t at = *seg_off + len;
+    if (!c.rx_sfin) counters_.Inc(Counter::kSubflowFinRx);
+    c.rx_sfin = at;
+    sfin_only = (len == 0 && !deliver_fin);
+  }
+  if (deliver_fin) {
+    p.tcp.flags = static_cast<uint8_t>(p.tcp.flags | tcp_flags::kFin);
+  } else {
+    p.tcp.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);
+  }
+
+  // The local stack's ACK number comes from the DATA_ACK (seed §3.4; RFC 8684 §3.3.2).
+  const uint32_t wire_ack = p.tcp.ack;
+  if (c.peer_dss_seen || c.tx_acked > 0 || c.role == Role::kPassive) {
+    p.tcp.ack = WireOf(c.tx_isn, c.tx_acked);
+  }
+  // Our forged subflow FIN is acknowledged by the subflow ACK (the local stack never saw it).
+  if (c.tx_sfin_sent && !c.tx_sfin_acked && c.tx_fin &&
+      !packet::Before(packet::SubflowSeq(wire_ack), packet::SubflowSeq(WireOf(c.tx_isn, *c.tx_fin + 1)))) {
+    c.tx_sfin_acked = true;
+  }
+  if (c.tx_fin && c.tx_acked > *c.tx_fin && !c.tx_fin_acked) {
+    c.tx_fin_acked = true;
+    SendSubflowFin(now, c, actions);
+  }
+  p.options.RemoveAll(tcp_opt::kMptcp);
+
+  if (sfin_only) {
+    // Nothing for the local stack; acknowledge the subflow FIN ourselves once the DATA_FIN it
+    // follows is acknowledged (otherwise the next local ACK carries it).
+    if (c.rx_data_fin && c.rx_dan > *c.rx_data_fin) SendSubflowAck(c, actions);
+    out.verdict = packet::Verdict::kDrop;
+  } else if (len == 0 && !deliver_fin && !ack_advanced &&
+             (opts.add_addr || opts.remove_addr || opts.mp_prio)) {
+    // Signalling carried on a duplicate ACK is for us, not for the local stack (seed §3.1): passing
+    // it would look like a duplicate ACK and could trigger a fast retransmit.
+    counters_.Inc(Counter::kSignalConsumed);
+    out.verdict = packet::Verdict::kDrop;
+  } else {
+    Emit(p, out);
+  }
+
+  if (c.tx_sfin_acked && c.rx_sfin && c.rx_san > *c.rx_sfin) Close(now, c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forged segments.
+
+std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t seq,
+                                                  uint8_t flags) {
+  packet::TcpHeader h;
+  h.sport = c.tuple.sport;
+  h.dport = c.tuple.dport;
+  h.seq = seq;
+  h.ack = WireOf(c.rx_isn, c.rx_san);
+  h.flags = flags;
+  h.window = c.last_window;
+  packet::TcpOptionList opts;
+  if (c.last_ts) {
+    (void)opts.AddNop();
+    (void)opts.AddNop();
+    (void)opts.AddTimestamps(*c.last_ts);
+  }
+  Dss dss;
+  dss.data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
+  (void)AddMptcp(opts, dss);
+  auto pkt = packet::BuildTcpPacket(c.tuple, h, opts, packet::Bytes{}, c.ttl);
+  if (!pkt) {
+    counters_.Inc(Counter::kForgeError);
+    return std::nullopt;
+  }
+  return std::move(pkt.value());
+}
+
+void Engine::SendSubflowFin(Time now, Connection& c, packet::Actions& actions) {
+  // RFC 8684 §3.3.3: once the DATA_FIN is acknowledged the subflow closes with a plain FIN. The
+  // local stack's FIN became the DATA_FIN, so the subflow FIN is ours to send and retransmit.
+  if (!c.tx_fin || c.tx_sfin_acked) return;
+  if (auto pkt = Forge(c, WireOf(c.tx_isn, *c.tx_fin), tcp_flags::kFin | tcp_flags::kAck)) {
+    actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
+    counters_.Inc(c.tx_sfin_sent ? Counter::kSubflowFinRetransmit : Counter::kSubflowFinTx);
+  }
+  c.tx_sfin_sent = true;
+  const auto backoff = config_.fin_rto * (1 << std::min(c.tx_sfin_tries, 10));
+  ++c.tx_sfin_tries;
+  c.tx_sfin_due = now + backoff;
+  Schedule(c, std::min(c.tx_sfin_due, c.last_activity + config_.idle_timeout));
+}
+
+void Engine::SendSubflowAck(Connection& c, packet::Actions& actions) {
+  if (!c.rx_sfin) return;
+  c.rx_san = std::max(c.rx_san, *c.rx_sfin + 1);
+  const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
+                       : c.tx_fin             ? WireOf(c.tx_isn, *c.tx_fin)
+                                              : WireOf(c.tx_isn, c.tx_high);
+  if (auto pkt = Forge(c, seq, tcp_flags::kAck)) {
+    actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
+    counters_.Inc(Counter::kSubflowAckTx);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle and timers.
+
+bool Engine::Emit(TcpPacket& p, PacketOut& out) {
+  if (auto r = packet::EmitTcpPacket(p, out); !r) {
+    // A converted flow's segment that cannot be rewritten must not reach the other side
+    // untranslated (architecture.md pitfall 8).
+    counters_.Inc(Counter::kEmitError);
+    out.verdict = packet::Verdict::kDrop;
+    return false;
+  }
+  return true;
+}
+
+void Engine::FallBack(Connection& c, Counter why) {
+  counters_.Inc(why);
+  // Sequence numbers are identical on the initial subflow, so a fallen-back flow needs no state:
+  // forget it and let its packets pass untouched (counted as kNoConnection from now on).
+  Erase(c);
+}
+
+void Engine::Close(Time now, Connection& c) {
+  if (c.state == ConnState::kClosed) return;
+  c.state = ConnState::kClosed;
+  counters_.Inc(Counter::kClosed);
+  Schedule(c, now + config_.close_linger);
+}
+
+void Engine::Schedule(Connection& c, Time when) {
+  timers_.erase({c.deadline, &c});
+  c.deadline = when;
+  timers_.insert({when, &c});
+}
+
+void Engine::Erase(Connection& c) {
+  timers_.erase({c.deadline, &c});
+  local_tokens_.erase(c.local_token);
+  counters_.Inc(Counter::kFreed);
+  conns_.erase(c.tuple);  // destroys c
+}
+
+std::optional<Time> Engine::NextTimeout() const {
+  if (timers_.empty()) return std::nullopt;
+  return timers_.begin()->first;
+}
+
+void Engine::OnTimer(Time now, packet::Actions& actions) {
+  while (!timers_.empty() && timers_.begin()->first <= now) {
+    Connection& c = *timers_.begin()->second;
+    switch (c.state) {
+      case ConnState::kSynSent:
+      case ConnState::kSynReceived:
+        counters_.Inc(Counter::kTimeoutHandshake);
+        Erase(c);
+        break;
+      case ConnState::kFallback:
+      case ConnState::kClosed:
+        Erase(c);
+        break;
+      case ConnState::kEstablished:
+        if (c.tx_sfin_sent && !c.tx_sfin_acked && now >= c.tx_sfin_due) {
+          if (c.tx_sfin_tries >= config_.fin_retries) {
+            counters_.Inc(Counter::kTimeoutFin);
+            Close(now, c);
+          } else {
+            SendSubflowFin(now, c, actions);
+          }
+        } else if (now - c.last_activity >= config_.idle_timeout) {
+          counters_.Inc(Counter::kTimeoutIdle);
+          Erase(c);
+        } else {
+          Time next = c.last_activity + config_.idle_timeout;
+          if (c.tx_sfin_sent && !c.tx_sfin_acked) next = std::min(next, c.tx_sfin_due);
+          Schedule(c, next);
+        }
+        break;
+    }
+  }
+}
+
+}  // namespace mproxy::mptcp

@@ -1,0 +1,108 @@
+// The TCP <-> MPTCP v1 conversion engine (seed §2.3, §3.1, §3.3; mptcp/DESIGN.md). Sans-I/O:
+// packets in, verdicts/rewrites and forged packets out, time passed in, keys from the injected Rng.
+//
+// One engine serves a host: packets the local stack sends (LOCAL_OUT) are converted to MPTCP on
+// the wire, packets from the network (PRE_ROUTING) are converted back to plain TCP. Connections the
+// local stack opens (active) and accepts (passive) are both handled.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "mptcp/connection.h"
+#include "mptcp/counters.h"
+#include "mptcp/options.h"
+#include "packet/address.h"
+#include "packet/engine.h"
+#include "packet/tcp_packet.h"
+
+namespace mproxy::mptcp {
+
+struct EngineConfig {
+  // Convert connections with either port in this set; empty: every TCP connection queued to us.
+  std::vector<uint16_t> ports;
+  // Ask for DSS checksums (MP_CAPABLE flag A, RFC 8684 §3.3.1). Either side asking enables them.
+  bool checksums = false;
+  // Bytes our options add to a data segment; the MSS the local stack learns from the peer is
+  // reduced by this much so segments still fit the path MTU after segmentation (architecture.md
+  // pitfall 2). DSS with 64-bit DATA_ACK + 64-bit mapping + checksum = 28 bytes.
+  uint16_t mss_reduction = 28;
+  std::chrono::milliseconds handshake_timeout{75'000};
+  std::chrono::milliseconds idle_timeout{2 * 3600 * 1000};
+  std::chrono::milliseconds close_linger{10'000};
+  std::chrono::milliseconds fin_rto{200};
+  int fin_retries = 8;
+};
+
+class Engine final : public packet::Engine {
+ public:
+  Engine(EngineConfig config, packet::Rng& rng);
+  ~Engine() override;
+
+  void OnPacket(packet::Time now, const packet::PacketMeta& meta, packet::MutableBytes pkt,
+                packet::PacketOut& out, packet::Actions& actions) override;
+  [[nodiscard]] std::optional<packet::Time> NextTimeout() const override;
+  void OnTimer(packet::Time now, packet::Actions& actions) override;
+  void ForEachCounter(const CounterVisitor& visit) const override { counters_.ForEach(visit); }
+
+  [[nodiscard]] uint64_t counter(Counter c) const { return counters_.Get(c); }
+  [[nodiscard]] size_t connection_count() const { return conns_.size(); }
+  void ForEachConnection(const std::function<void(const Connection&)>& visit) const;
+
+ private:
+  using ConnMap = std::unordered_map<packet::FourTuple, std::unique_ptr<Connection>>;
+
+  [[nodiscard]] bool Selected(const packet::FourTuple& t) const;
+  void OnOutbound(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out,
+                  packet::Actions& actions);
+  void OnInbound(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out,
+                 packet::Actions& actions);
+
+  // Outbound, per state.
+  void OutboundSyn(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out);
+  void OutboundSynAck(Connection& c, packet::TcpPacket& p, packet::PacketOut& out);
+  void OutboundEstablished(Connection& c, packet::TcpPacket& p, packet::PacketOut& out);
+  void OutboundRst(packet::Time now, Connection& c, packet::TcpPacket& p, packet::PacketOut& out);
+
+  // Inbound, per state.
+  void InboundSyn(packet::Time now, packet::TcpPacket& p, const SegmentOptions& opts,
+                  packet::PacketOut& out);
+  void InboundSynAck(packet::Time now, Connection& c, packet::TcpPacket& p,
+                     const SegmentOptions& opts, packet::PacketOut& out);
+  void InboundEstablished(packet::Time now, Connection& c, packet::TcpPacket& p,
+                          const SegmentOptions& opts, packet::PacketOut& out,
+                          packet::Actions& actions);
+
+  // Helpers.
+  [[nodiscard]] bool NewKey(Connection& c);
+  void FallBack(Connection& c, Counter why);
+  void Close(packet::Time now, Connection& c);
+  void ClampMss(packet::TcpPacket& p);
+  // Emits the rewritten packet; on failure counts and drops it (never passes a converted flow's
+  // segment untranslated). Returns whether it was emitted.
+  bool Emit(packet::TcpPacket& p, packet::PacketOut& out);
+  void SendSubflowFin(packet::Time now, Connection& c, packet::Actions& actions);
+  void SendSubflowAck(Connection& c, packet::Actions& actions);
+  [[nodiscard]] std::optional<std::vector<uint8_t>> Forge(const Connection& c, uint32_t seq,
+                                                          uint8_t flags);
+  void Schedule(Connection& c, packet::Time when);
+  void Erase(Connection& c);
+
+  EngineConfig config_;
+  packet::Rng& rng_;
+  CounterSet<Counter, kCounterNames> counters_;
+  ConnMap conns_;  // keyed by the local -> remote 4-tuple
+  std::unordered_set<uint32_t> local_tokens_;
+  std::set<std::pair<packet::Time, Connection*>> timers_;
+};
+
+}  // namespace mproxy::mptcp

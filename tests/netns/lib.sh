@@ -23,14 +23,15 @@ proxy_start() {
   local node=$1 name=$2
   shift 2
   local sock=$TB_DIR/$name.sock
-  local pid
-  pid=$(tb_bg "$node" "$TB_DIR/$name.log" "$MPROXYD" --control-socket "$sock" \
-    --rule-prefix "MPX${name^^}" "$@")
+  # tb_bg runs in this shell (not in $(...)) so the daemon is our child and `wait` gets its status.
+  tb_bg "$node" "$TB_DIR/$name.log" "$MPROXYD" --control-socket "$sock" \
+    --rule-prefix "MPX${name^^}" "$@" >/dev/null
+  local pid=$TB_BG_PID
   printf -v "PROXY_PID_$name" '%s' "$pid"
   local i
   for i in $(seq 100); do
     if tb_exec "$node" "$MPROXYCTL" -s "$sock" status >/dev/null 2>&1; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if [[ ! -e /proc/$pid ]] || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
       tb_log "mproxyd $name died at start:"
       cat "$TB_DIR/$name.log" >&2
       return 1
@@ -48,24 +49,30 @@ proxy_ctl() {
   tb_exec "$node" "$MPROXYCTL" -s "$TB_DIR/$name.sock" "$@"
 }
 
-# proxy_stop NAME: SIGTERM and wait (up to 10 s); returns the daemon's exit status.
+# proxy_stop NAME [SIGNAL]: send SIGNAL (default TERM), wait up to 10 s; returns the daemon's exit
+# status (1 if it had to be killed).
 proxy_stop() {
-  local name=$1 var="PROXY_PID_$1"
-  local pid=${!var}
+  local name=$1 var="PROXY_PID_$1" sig=${2:-TERM}
+  local pid=${!var} i rc
   [[ -n "$pid" ]] || return 0
-  kill -TERM "$pid" 2>/dev/null
-  local i
+  kill -"$sig" "$pid" 2>/dev/null
   for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || break
+    [[ -e /proc/$pid ]] || break
+    grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    tb_log "mproxyd $name ignored SIGTERM"
+  if [[ -e /proc/$pid ]] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+    tb_log "mproxyd $name ignored SIG$sig"
     kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
+    printf -v "$var" '%s' ""
     return 1
   fi
+  wait "$pid"
+  rc=$?
   printf -v "$var" '%s' ""
-  return 0
+  [[ $rc == 0 ]] || tb_log "mproxyd $name exited with status $rc: $(tail -3 "$TB_DIR/$name.log")"
+  return $rc
 }
 
 # proxy_counter NODE NAME COUNTER: one counter from `mproxyctl -j stats`.
@@ -135,7 +142,8 @@ peer_server() {
   shift 2
   rm -f "$TB_DIR/$name.ready"
   tb_bg "$node" "$TB_DIR/$name.json" python3 "$PEER" server --ready "$TB_DIR/$name.ready" "$@" \
-    >"$TB_DIR/$name.pid"
+    >/dev/null
+  echo "$TB_BG_PID" >"$TB_DIR/$name.pid"
   local i
   for i in $(seq 100); do
     [[ -f "$TB_DIR/$name.ready" ]] && return 0
@@ -151,7 +159,10 @@ peer_wait() {
   pid=$(cat "$TB_DIR/$1.pid")
   local i limit=$((${2:-120} * 10))
   for ((i = 0; i < limit; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 0
+    if [[ ! -e /proc/$pid ]] || grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; then
+      wait "$pid" 2>/dev/null
+      return 0
+    fi
     sleep 0.1
   done
   tb_log "peer $1 still running after ${2:-120}s"
@@ -191,4 +202,43 @@ if mp_side:
     if bad:
         sys.exit("MPTCP_INFO on the %s shows no MPTCP: %s" % (mp_side, bad[:3]))
 EOF
+}
+
+# counter_snapshot NODE: remember every MPTcpExt counter of NODE; expect_delta compares against it.
+declare -gA _SNAP
+counter_snapshot() {
+  local node=$1 k v
+  while read -r k v; do _SNAP[$node/$k]=$v; done < <(tb_exec "$node" cat /proc/net/netstat | awk '
+    $1 == "MPTcpExt:" && !hdr { for (i = 2; i <= NF; i++) name[i] = $i; hdr = 1; next }
+    $1 == "MPTcpExt:" && hdr  { for (i = 2; i <= NF; i++) print name[i], $i }')
+}
+
+# expect_delta NODE NAME VALUE: MPTcpExt<NAME> moved by exactly VALUE since counter_snapshot.
+expect_delta() {
+  local now before=${_SNAP[$1/$2]:-0}
+  now=$(mptcp_counter "$1" "$2")
+  if [[ $((now - before)) == "$3" ]]; then
+    tb_pass "$1: MPTcpExt$2 +$3"
+  else
+    tb_fail "$1: MPTcpExt$2 moved by $((now - before)), expected $3"
+  fi
+}
+
+# proxy_conn_count NODE NAME: connections the daemon still tracks (`mproxyctl -j conn show`).
+proxy_conn_count() {
+  proxy_ctl "$1" "$2" -j conn show | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+conns = d.get("connections", d) if isinstance(d, dict) else d
+print(len(conns))'
+}
+
+# wait_conns_gone NODE NAME SECONDS: poll until the daemon tracks no connection.
+wait_conns_gone() {
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    [[ $(proxy_conn_count "$1" "$2" 2>/dev/null) == 0 ]] && return 0
+    sleep 0.1
+  done
+  return 1
 }

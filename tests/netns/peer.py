@@ -52,7 +52,7 @@ def mptcp_info(sock):
     }
 
 
-def sender(sock, total, result, delay):
+def sender(sock, total, result, delay, fin=True):
     h = hashlib.sha256()
     sent = 0
     view = memoryview(BLOCK)
@@ -65,7 +65,8 @@ def sender(sock, total, result, delay):
             n = sock.send(chunk)
             h.update(chunk[:n])
             sent += n
-        sock.shutdown(socket.SHUT_WR)
+        if fin:
+            sock.shutdown(socket.SHUT_WR)
     except OSError as e:
         result["tx_error"] = str(e)
     result["tx_bytes"] = sent
@@ -74,7 +75,8 @@ def sender(sock, total, result, delay):
 
 def transfer(sock, i, args):
     result = {"conn": i}
-    t = threading.Thread(target=sender, args=(sock, args.send, result, args.send_delay))
+    t = threading.Thread(target=sender,
+                         args=(sock, args.send, result, args.send_delay, not args.no_fin))
     t.start()
     h = hashlib.sha256()
     got = 0
@@ -175,6 +177,8 @@ def main():
     p.add_argument("--send-delay", type=float, default=0.0, help="seconds before sending")
     p.add_argument("--linger", type=float, default=0.0, help="seconds to keep the socket after EOF")
     p.add_argument("--reset", action="store_true", help="close with RST (SO_LINGER 0)")
+    p.add_argument("--no-fin", action="store_true",
+                   help="never shut down the sending side (with --reset: the RST ends it)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--ready", help="file to create once listening (server mode)")
     args = p.parse_args()

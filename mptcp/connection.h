@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string_view>
 
@@ -24,6 +25,19 @@ enum class ConnState : uint8_t {
 };
 [[nodiscard]] std::string_view Name(ConnState s);
 [[nodiscard]] std::string_view Name(Role r);
+
+// A mapping we put on the wire for local data (tx). Retransmissions of any part of it must carry
+// it again unchanged: Linux only accepts an identical mapping while one is in use
+// (get_mapping_status(), DSSNotMatching), and the local stack retransmits parts of the GSO
+// super-packets it sent whole.
+struct TxMapping {
+  uint64_t off = 0;  // tx offset of the first byte
+  uint32_t len = 0;  // data bytes (the DATA_FIN, if any, follows them)
+  bool fin = false;  // carries the DATA_FIN
+  bool mpc = false;  // sent as MP_CAPABLE + data (implicit mapping, RFC 8684 §3.1)
+  std::optional<uint16_t> checksum;
+  [[nodiscard]] uint64_t end() const { return off + len + (fin ? 1 : 0); }
+};
 
 struct Connection {
   packet::FourTuple tuple;  // local -> remote; the TCP-side and the initial subflow's tuple
@@ -47,6 +61,8 @@ struct Connection {
   bool tx_sfin_acked = false;
   int tx_sfin_tries = 0;
   packet::Time tx_sfin_due{};
+  std::deque<TxMapping> tx_maps;  // sorted, not yet DATA_ACKed
+  int syn_tries = 0;              // MP_CAPABLE SYNs sent (active)
 
   // rx: peer -> local stack. Offset 0 is the byte after the peer's SYN (TSN = SSN = rx_isn + 1);
   // DSN offsets count from the peer's IDSN + 1.
@@ -58,6 +74,8 @@ struct Connection {
   uint64_t rx_san = 0;        // subflow ACK we last sent, as an SSN offset
   std::optional<uint64_t> rx_data_fin;  // DSN offset of the peer's DATA_FIN
   std::optional<uint64_t> rx_sfin;      // SSN offset of the peer's subflow FIN
+  bool rx_fin_delivered = false;        // the local stack got the TCP FIN for the DATA_FIN
+  bool rx_shifted = false;  // the peer mapped some DSN at a different SSN offset (reinjection)
 
   // Last header values seen, for forged segments (subflow FIN and its ACK).
   uint16_t last_window = 0;

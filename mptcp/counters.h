@@ -26,6 +26,16 @@ namespace mproxy::mptcp {
   X(kFallbackInfiniteMap, "MpFallbackInfiniteMap")                                          \
   X(kFallbackMpFail, "MpFallbackMpFail")                                                    \
   X(kFallbackPackets, "MpFallbackPackets")       /* packets of fallen-back flows, passed */ \
+  X(kFallbackSynRetrans, "MpFallbackSynRetrans") /* MPC SYN unanswered twice: plain SYN */  \
+  X(kFallbackPeerNoDss, "MpFallbackPeerNoDss")   /* peer sends data without DSS */          \
+  X(kFallbackImpossible, "MpFallbackImpossible") /* fallback with shifted maps: dropped */   \
+  X(kMpFailRx, "MpMpFailRx")                                                                \
+  X(kJoinRejected, "MpJoinRejected")             /* MP_JOIN SYN: joins not offered (C) */   \
+  X(kTxMappingReused, "MpTxMappingReused")       /* retransmission carried its mapping */   \
+  X(kTxRemapped, "MpTxRemapped")                 /* segment straddles sent mappings */      \
+  X(kStaleDataAck, "MpStaleDataAck")             /* reordered DATA_ACK delivered as old */  \
+  X(kSackStripped, "MpSackStripped")             /* SACK not translatable: removed */       \
+  X(kHandshakeRst, "MpHandshakeRst")             /* RST during the handshake: passed */     \
   X(kBadSynAckMpc, "MpBadSynAckMpc")             /* SYN/ACK MP_CAPABLE unusable */          \
   X(kBadAckKeys, "MpBadAckKeys")                 /* 3rd ACK echoed a key that is not ours */ \
   X(kKeyGenFailed, "MpKeyGenFailed")                                                        \

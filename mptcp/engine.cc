@@ -133,8 +133,13 @@ void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions&
     return;
   }
   if (c.state == ConnState::kSynSent || c.state == ConnState::kSynReceived) {
-    // The local stack talks before the handshake finished on the wire (should not happen: an
-    // active opener needs the SYN/ACK first, a passive one the third ACK). Fail closed.
+    if (p.tcp.has(tcp_flags::kRst)) {
+      // The local stack refuses or aborts the half-open connection: let the RST through as is.
+      counters_.Inc(Counter::kHandshakeRst);
+      Erase(c);
+      return;
+    }
+    // Nothing else can leave before the handshake finished on the wire. Fail closed.
     out.verdict = packet::Verdict::kDrop;
     return;
   }
@@ -143,6 +148,7 @@ void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions&
     return;
   }
   OutboundEstablished(c, p, out);
+  MaybeClose(now, c);
   (void)actions;
 }
 
@@ -164,13 +170,32 @@ bool Engine::NewKey(Connection& c) {
   return false;
 }
 
+uint8_t Engine::MpcFlags(const Connection& c) const {
+  // H: HMAC-SHA256 (the only v1 algorithm). A: checksums. C: "do not join my initial
+  // address/port" — until joins are implemented (issue 4) a native peer must not try, or its join
+  // would fail with MPRstTx (RFC 8684 §3.1).
+  return static_cast<uint8_t>(kMpcFlagHmacSha256 | kMpcFlagNoJoinInitial |
+                              (c.checksums ? kMpcFlagChecksum : 0));
+}
+
 void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
   const FourTuple t = p.tuple();
   auto it = conns_.find(t);
   if (it != conns_.end()) {
     Connection& old = *it->second;
-    if (old.role == Role::kActive && old.state == ConnState::kSynSent && old.tx_isn == p.tcp.seq) {
+    if (old.role == Role::kActive && old.tx_isn == p.tcp.seq &&
+        (old.state == ConnState::kSynSent || old.state == ConnState::kFallback)) {
+      if (old.state == ConnState::kFallback) return;  // already retrying as plain TCP
       counters_.Inc(Counter::kSynRetransmit);
+      if (++old.syn_tries > 1 + config_.mpc_syn_retries) {
+        // Like Linux (syn_retrans_before_tcp_fallback, interop §2.1): a middlebox may be dropping
+        // MP_CAPABLE SYNs, so the next SYNs go out plain. The state stays as a marker until the
+        // handshake timer, so the retransmissions stay plain too.
+        counters_.Inc(Counter::kFallbackSynRetrans);
+        local_tokens_.erase(old.local_token);
+        old.state = ConnState::kFallback;
+        return;
+      }
     } else {
       Erase(old);  // the 4-tuple is being reused by a new connection
       it = conns_.end();
@@ -183,6 +208,8 @@ void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
     fresh->role = Role::kActive;
     fresh->state = ConnState::kSynSent;
     fresh->tx_isn = p.tcp.seq;
+    fresh->syn_tries = 1;
+    fresh->checksums = config_.checksums;
     fresh->created = fresh->last_activity = now;
     if (!NewKey(*fresh)) {
       counters_.Inc(Counter::kKeyGenFailed);
@@ -208,12 +235,12 @@ void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
 }
 
 void Engine::OutboundSynAck(Connection& c, TcpPacket& p, PacketOut& out) {
-  if (c.state != ConnState::kSynReceived) return;  // late retransmission: pass
+  if (c.state != ConnState::kSynReceived) return;  // late retransmission: Linux ignores its options
   c.tx_isn = p.tcp.seq;
   // The responder's key travels in the SYN/ACK (RFC 8684 §3.1); A echoes a checksum request.
   MpCapable mpc;
   mpc.form = MpCapable::Form::kSynAck;
-  mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (c.checksums ? kMpcFlagChecksum : 0));
+  mpc.flags = MpcFlags(c);
   mpc.sender_key = c.local_key;
   if (!AddMptcp(p.options, mpc)) {
     counters_.Inc(Counter::kOptionSpace);
@@ -228,6 +255,12 @@ void Engine::OutboundRst(Time now, Connection& c, TcpPacket& p, PacketOut& out) 
   // the RST (interop §1.6: what Linux emits in mptcp_do_fastclose(); seed §3.1 maps RST <->
   // MP_FASTCLOSE).
   counters_.Inc(Counter::kRstTx);
+  // The peer accepts a RST only at exactly its rcv_nxt (RFC 5961): after a DATA_FIN whose subflow
+  // FIN is not sent yet, the subflow is one behind the TCP sequence space.
+  if (auto off = OffsetOf(p.tcp.seq, c.tx_isn, c.tx_high);
+      off && c.tx_fin && *off > *c.tx_fin && !c.tx_sfin_sent) {
+    p.tcp.seq -= 1;
+  }
   p.options.RemoveAll(tcp_opt::kMptcp);
   if (c.remote_key_known) {
     MpFastclose fc;
@@ -241,10 +274,90 @@ void Engine::OutboundRst(Time now, Connection& c, TcpPacket& p, PacketOut& out) 
   Emit(p, out);
 }
 
+bool Engine::RxIdentity(const Connection& c) {
+  // On the initial subflow the peer's SSN and DSN offsets coincide until it reinjects data at new
+  // subflow sequence numbers (MPTCP-level retransmission). Only while they coincide can the flow
+  // be handed over to plain TCP (RFC 8684 §3.7) or SACK blocks be passed through untranslated.
+  // (A flag, not a scan of the RECV table: acknowledged entries are forgotten, the shift is not.)
+  return !c.rx_shifted;
+}
+
+const TxMapping& Engine::TxMappingFor(Connection& c, uint64_t begin, uint32_t len, bool fin,
+                                      packet::Bytes payload) {
+  const uint64_t end = begin + len + (fin ? 1 : 0);
+  while (!c.tx_maps.empty() && c.tx_maps.front().end() <= c.tx_acked) c.tx_maps.pop_front();
+  // The mapping that holds `begin`, if any (the deque is sorted by offset and gap-free in
+  // practice, so this is a short backwards scan from the end for new data).
+  auto it = std::upper_bound(c.tx_maps.begin(), c.tx_maps.end(), begin,
+                             [](uint64_t b, const TxMapping& m) { return b < m.off; });
+  if (it != c.tx_maps.begin()) {
+    const TxMapping& m = *std::prev(it);
+    if (begin < m.end() && end <= m.end()) {
+      counters_.Inc(Counter::kTxMappingReused);
+      return m;
+    }
+  }
+  TxMapping fresh;
+  fresh.off = begin;
+  fresh.len = len;
+  fresh.fin = fin;
+  // MP_CAPABLE + data for the first data byte until the peer's first DSS; Linux lets a DATA_FIN
+  // take precedence (mptcp_established_options_mp()).
+  fresh.mpc = c.role == Role::kActive && !c.peer_dss_seen && begin == 0 && len > 0 && !fin;
+  if (c.checksums) {
+    if (fresh.mpc) {
+      fresh.checksum = DssChecksum(DataSeq(c.local_idsn + 1), 1, static_cast<uint16_t>(len), payload);
+    } else {
+      fresh.checksum = DssChecksum(DataSeq(c.local_idsn + 1 + begin),
+                                   len > 0 ? static_cast<uint32_t>(begin + 1) : 0u,
+                                   static_cast<uint16_t>(len + (fin ? 1 : 0)), payload);
+    }
+  }
+  // Drop what the new mapping overlaps (a retransmission straddling two mappings: Linux may refuse
+  // it, but there is no better mapping to send; counted).
+  auto first = std::lower_bound(c.tx_maps.begin(), c.tx_maps.end(), begin,
+                                [](const TxMapping& m, uint64_t b) { return m.end() <= b; });
+  auto last = first;
+  while (last != c.tx_maps.end() && last->off < end) ++last;
+  if (first != last) counters_.Inc(Counter::kTxRemapped);
+  it = c.tx_maps.erase(first, last);
+  return *c.tx_maps.insert(it, fresh);
+}
+
+Option Engine::MappingOption(const Connection& c, const TxMapping& m,
+                             std::optional<DssDataAck> data_ack) {
+  if (m.mpc && !c.peer_dss_seen) {
+    MpCapable mpc;
+    mpc.form = c.checksums ? MpCapable::Form::kAckDataCsum : MpCapable::Form::kAckData;
+    mpc.flags = MpcFlags(c);
+    mpc.sender_key = c.local_key;
+    mpc.receiver_key = c.remote_key;
+    mpc.data_len = static_cast<uint16_t>(m.len);
+    mpc.checksum = m.checksum.value_or(0);
+    counters_.Inc(Counter::kMpcDataTx);
+    return mpc;
+  }
+  // The implicit MP_CAPABLE mapping is DSN IDSN+1, SSN 1, length L: the same as this DSS, so a
+  // retransmission after the peer's first DSS carries an identical mapping.
+  Dss dss;
+  dss.data_ack = data_ack;
+  DssMapping map;
+  map.dsn64 = true;
+  map.dsn = c.local_idsn + 1 + m.off;
+  // DATA_FIN on an empty segment: SSN 0, length 1 (interop §1.4, mptcp_write_data_fin()).
+  map.ssn = m.len > 0 ? static_cast<uint32_t>(m.off + 1) : 0u;
+  map.data_len = static_cast<uint16_t>(m.len + (m.fin ? 1 : 0));
+  map.checksum = m.checksum;
+  dss.mapping = map;
+  dss.data_fin = m.fin;
+  counters_.Inc(Counter::kDssTx);
+  return dss;
+}
+
 void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
   const uint32_t len = static_cast<uint32_t>(p.payload_len);
-  bool fin = p.tcp.has(tcp_flags::kFin);
-  if (p.payload_len > 0xffff) {
+  const bool fin = p.tcp.has(tcp_flags::kFin);
+  if (p.payload_len > 0xfffe) {
     // A data-level length is 16 bits (RFC 8684 §3.3): one mapping cannot cover this segment.
     counters_.Inc(Counter::kTooLarge);
     out.verdict = packet::Verdict::kDrop;
@@ -269,51 +382,23 @@ void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
     }
     data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
   }
+  // SACK blocks are in TSN space; the wire wants subflow numbers. They coincide until the peer
+  // reinjects on this subflow; after that, drop them rather than SACK the wrong bytes.
+  if (!RxIdentity(c) && p.options.Find(tcp_opt::kSack)) {
+    p.options.RemoveAll(tcp_opt::kSack);
+    counters_.Inc(Counter::kSackStripped);
+  }
 
-  const bool mapping_needed = seq_off && (len > 0 || fin);
   Option opt;
   bool have_opt = true;
-  if (mapping_needed && c.role == Role::kActive && !c.peer_dss_seen && *seq_off == 0 && len > 0) {
-    // Until the peer has sent a DSS, the first data segment repeats the keys (MP_CAPABLE + data,
-    // RFC 8684 §3.1; interop §1.2 rule 3) so a lost third ACK cannot make the server fall back.
-    MpCapable mpc;
-    mpc.form = c.checksums ? MpCapable::Form::kAckDataCsum : MpCapable::Form::kAckData;
-    mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (c.checksums ? kMpcFlagChecksum : 0));
-    mpc.sender_key = c.local_key;
-    mpc.receiver_key = c.remote_key;
-    mpc.data_len = static_cast<uint16_t>(len);
-    if (c.checksums) mpc.checksum = DssChecksum(DataSeq(c.local_idsn + 1), 1, mpc.data_len, p.payload());
-    opt = mpc;
-    fin = false;  // MP_CAPABLE+data cannot carry a DATA_FIN; the local stack will resend its FIN
-    counters_.Inc(Counter::kMpcDataTx);
-  } else if (mapping_needed) {
-    Dss dss;
-    dss.data_ack = data_ack;
-    DssMapping m;
-    m.dsn64 = true;
-    if (len > 0) {
-      m.dsn = c.local_idsn + 1 + *seq_off;
-      m.ssn = static_cast<uint32_t>(*seq_off + 1);  // relative to the subflow ISN (interop §1.4)
-      m.data_len = static_cast<uint16_t>(len + (fin ? 1 : 0));
-    } else {
-      // DATA_FIN on an empty segment: DSN of the DATA_FIN, SSN 0, length 1 (interop §1.4).
-      m.dsn = c.local_idsn + 1 + *seq_off;
-      m.ssn = 0;
-      m.data_len = 1;
-    }
-    if (c.checksums) {
-      m.checksum = DssChecksum(DataSeq(m.dsn), m.ssn, m.data_len, p.payload());
-    }
-    dss.mapping = m;
-    dss.data_fin = fin;
-    opt = dss;
-    counters_.Inc(Counter::kDssTx);
+  if (seq_off && (len > 0 || fin)) {
+    opt = MappingOption(c, TxMappingFor(c, *seq_off, len, fin, p.payload()), data_ack);
   } else if (c.role == Role::kActive && !c.peer_dss_seen) {
     // Third ACK and every pure ACK until the peer's first DSS: MP_CAPABLE ACK with both keys
     // (RFC 8684 §3.1), so a lost third ACK is repaired by the next one.
     MpCapable mpc;
     mpc.form = MpCapable::Form::kAck;
-    mpc.flags = static_cast<uint8_t>(kMpcFlagHmacSha256 | (c.checksums ? kMpcFlagChecksum : 0));
+    mpc.flags = MpcFlags(c);
     mpc.sender_key = c.local_key;
     mpc.receiver_key = c.remote_key;
     opt = mpc;
@@ -333,9 +418,8 @@ void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
       c.tx_high = *seq_off + len;
     }
     if (fin) {
-      const uint64_t fin_off = *seq_off + len;
       if (!c.tx_fin) counters_.Inc(Counter::kDataFinTx);
-      c.tx_fin = fin_off;
+      c.tx_fin = *seq_off + len;
     }
     // The local FIN became a DATA_FIN: it takes a DSN but no subflow sequence number until the
     // forged subflow FIN is sent, so later segments move back by one on the subflow.
@@ -370,6 +454,7 @@ void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
       size_t n = p.options.SackBlocks(blocks);
       counters_.Inc(Counter::kSackDropped);
       p.options.RemoveAt(*i);
+      // RFC 2018 §4: the first block reports the most recent data; keep the first ones.
       if (n > 1) (void)p.options.AddSack(std::span<const packet::SackBlock>(blocks.data(), n - 1));
       ok = AddMptcp(p.options, opt);
     }
@@ -418,10 +503,21 @@ void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& 
     return;
   }
   if (c.state == ConnState::kSynSent) {
+    if (p.tcp.has(tcp_flags::kRst) && p.tcp.ack == c.tx_isn + 1) {
+      // Connection refused (or the listener rejects MPTCP): the local stack must see it at once.
+      counters_.Inc(Counter::kHandshakeRst);
+      Erase(c);
+      return;
+    }
     out.verdict = packet::Verdict::kDrop;  // not a valid reply to our SYN
     return;
   }
   if (c.state == ConnState::kSynReceived) {
+    if (p.tcp.has(tcp_flags::kRst)) {
+      counters_.Inc(Counter::kHandshakeRst);
+      Erase(c);
+      return;
+    }
     // Third ACK of a passive open: MP_CAPABLE ACK (20) or MP_CAPABLE + data (22/24) carrying
     // both keys, ours echoed (RFC 8684 §3.1). Without it Linux falls back (MPCapableFallbackACK),
     // and so do we.
@@ -444,12 +540,14 @@ void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& 
     c.remote_token = d->token;
     c.remote_idsn = d->idsn;
     c.remote_key_known = true;
+    // The Linux server takes the client's A flag from this packet (interop §1.2).
     c.checksums = c.checksums || opts.mp_capable->checksum_required();
     c.state = ConnState::kEstablished;
     counters_.Inc(Counter::kConverted);
     Schedule(c, now + config_.idle_timeout);
   }
   InboundEstablished(now, c, p, opts, out, actions);
+  if (conns_.contains(key)) MaybeClose(now, c);
 }
 
 void Engine::ClampMss(TcpPacket& p) {
@@ -464,11 +562,28 @@ void Engine::ClampMss(TcpPacket& p) {
 
 void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, PacketOut& out) {
   const FourTuple key = p.tuple().Reversed();
+  if (opts.mp_join) {
+    // A join (RFC 8684 §3.2): not offered yet (our MP_CAPABLE carries C), and handing it to the
+    // local stack as a plain SYN would open a ghost connection. The joiner gives up.
+    counters_.Inc(Counter::kJoinRejected);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  auto it = conns_.find(key);
+  if (it != conns_.end() && it->second->role == Role::kPassive &&
+      it->second->rx_isn == p.tcp.seq && it->second->state != ConnState::kSynReceived) {
+    // A duplicate of the SYN that opened this connection: the local stack answers it with a
+    // challenge ACK; the connection's state must survive it.
+    counters_.Inc(Counter::kSynRetransmit);
+    p.options.RemoveAll(tcp_opt::kMptcp);
+    ClampMss(p);
+    Emit(p, out);
+    return;
+  }
   if (!opts.mp_capable || opts.mp_capable->form != MpCapable::Form::kSyn) {
     counters_.Inc(Counter::kPassivePlainSyn);
     return;  // plain TCP client: untouched
   }
-  auto it = conns_.find(key);
   Connection* c = nullptr;
   if (it != conns_.end() && it->second->role == Role::kPassive &&
       it->second->state == ConnState::kSynReceived && it->second->rx_isn == p.tcp.seq) {
@@ -501,6 +616,10 @@ void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, Pack
 void Engine::InboundSynAck(Time now, Connection& c, TcpPacket& p, const SegmentOptions& opts,
                            PacketOut& out) {
   if (c.state == ConnState::kSynSent) {
+    if (p.tcp.ack != c.tx_isn + 1) {
+      out.verdict = packet::Verdict::kDrop;  // not an answer to our SYN
+      return;
+    }
     if (!opts.mp_capable || opts.mp_capable->form != MpCapable::Form::kSynAck) {
       FallBack(c, Counter::kFallbackNoMpcSynAck);  // peer is plain TCP (RFC 8684 §3.1)
       return;
@@ -548,6 +667,26 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     c.last_ts = t;
   }
 
+  // The peer fell back to plain TCP (RFC 8684 §3.7): an infinite mapping, MP_FAIL, or data with no
+  // MPTCP option at all. On the initial subflow TSN == SSN, so while the peer never reinjected the
+  // flow continues as plain TCP; otherwise the sequence spaces differ and it cannot.
+  const bool infinite = opts.dss && opts.dss->mapping && opts.dss->mapping->infinite();
+  const bool silent = len > 0 && !opts.dss && !opts.mp_capable && !rst;
+  if (opts.mp_fail) counters_.Inc(Counter::kMpFailRx);
+  if (infinite || silent || opts.mp_fail) {
+    if (!RxIdentity(c)) {
+      counters_.Inc(Counter::kFallbackImpossible);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    FallBack(c, infinite       ? Counter::kFallbackInfiniteMap
+                : opts.mp_fail ? Counter::kFallbackMpFail
+                               : Counter::kFallbackPeerNoDss);
+    p.options.RemoveAll(tcp_opt::kMptcp);
+    Emit(p, out);
+    return;
+  }
+
   // MP_FASTCLOSE is honoured only with our own key (interop §1.6, Linux checks
   // msk->local_key == rcvr_key); it resets the connection.
   bool fastclose = false;
@@ -572,6 +711,8 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
 
   const Dss* dss = opts.dss ? &*opts.dss : nullptr;
   if (dss != nullptr) counters_.Inc(Counter::kDssRx);
+  // The DATA_ACK of this packet as a tx offset, if it is usable.
+  std::optional<uint64_t> pkt_dan;
   if (dss != nullptr && dss->data_ack) {
     if (c.role == Role::kActive) c.peer_dss_seen = true;
     const DataSeq base(c.local_idsn + 1);
@@ -583,9 +724,12 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     const uint64_t sent = c.tx_high + (c.tx_fin ? 1 : 0);
     if (off >= 0 && static_cast<uint64_t>(off) > sent) {
       counters_.Inc(Counter::kDataAckBeyondSent);  // ignored, like Linux
-    } else if (off >= 0 && static_cast<uint64_t>(off) > c.tx_acked) {
-      c.tx_acked = static_cast<uint64_t>(off);
-      ack_advanced = true;
+    } else if (off >= 0) {
+      pkt_dan = static_cast<uint64_t>(off);
+      if (*pkt_dan > c.tx_acked) {
+        c.tx_acked = *pkt_dan;
+        ack_advanced = true;
+      }
     }
   } else if (!rst) {
     counters_.Inc(Counter::kNoDataAck);
@@ -594,19 +738,13 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   // The peer's mapping goes into the RECV table (seed §3.3).
   if (dss != nullptr && dss->mapping) {
     const DssMapping& m = *dss->mapping;
-    if (m.infinite()) {
-      // RFC 8684 §3.7: the peer fell back. On the initial subflow TSN == SSN, so from here on
-      // the flow is passed as plain TCP.
-      FallBack(c, Counter::kFallbackInfiniteMap);
-      p.options.RemoveAll(tcp_opt::kMptcp);
-      Emit(p, out);
-      return;
-    }
     const DataSeq base(c.remote_idsn + 1);
-    const DataSeq dsn =
-        m.dsn64 ? DataSeq(m.dsn) : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
+    const DataSeq dsn = m.dsn64 ? DataSeq(m.dsn)
+                                : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
     const int64_t dsn_off = dsn - base;
     const uint32_t data_bytes = m.data_len - (dss->data_fin ? 1u : 0u);
+    // The relative SSN is 32 bits on the wire; the table is keyed by 64-bit offsets.
+    const uint64_t ssn_off = packet::Expand32(DataSeq(c.rx_ssn_high), m.ssn - 1u).value();
     if (dsn_off >= 0) {
       if (dss->data_fin) {
         const uint64_t fin_at = static_cast<uint64_t>(dsn_off) + data_bytes;
@@ -614,8 +752,11 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
         c.rx_data_fin = fin_at;
       }
       if (data_bytes > 0 && m.ssn > 0) {
-        switch (c.recv.Insert(m.ssn - 1u, static_cast<uint64_t>(dsn_off), data_bytes)) {
-          case InsertResult::kInserted: counters_.Inc(Counter::kMappingRx); break;
+        switch (c.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
+          case InsertResult::kInserted:
+            counters_.Inc(Counter::kMappingRx);
+            if (ssn_off != static_cast<uint64_t>(dsn_off)) c.rx_shifted = true;
+            break;
           case InsertResult::kDuplicate: break;
           case InsertResult::kConflict:
             // A mapping may not change for bytes already mapped (Linux DSSNotMatching). Passing
@@ -632,7 +773,7 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
           out.verdict = packet::Verdict::kDrop;
           return;
         }
-        if (seg_off && *seg_off == m.ssn - 1u && data_bytes == len) {
+        if (seg_off && *seg_off == ssn_off && data_bytes == len) {
           if (!DssChecksumValid(dsn, m.ssn, m.data_len, *m.checksum,
                                 packet::checksum::Sum(p.payload()))) {
             counters_.Inc(Counter::kCsumBad);
@@ -646,12 +787,13 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     }
   }
 
+  // The local stack's next expected byte, as far as we know it.
+  const uint64_t rcv_nxt = std::max(c.rx_dan, c.rx_dsn_high + (c.rx_fin_delivered ? 1 : 0));
   if (fastclose || rst) {
-    // Deliver a RST the local stack accepts: RFC 5961 wants seq == rcv_nxt, which is the TSN of
-    // everything delivered so far.
+    // Deliver a RST the local stack accepts: RFC 5961 wants seq == rcv_nxt.
     counters_.Inc(Counter::kRstRx);
     p.tcp.flags = tcp_flags::kRst | tcp_flags::kAck;
-    p.tcp.seq = WireOf(c.rx_isn, c.rx_dsn_high);
+    p.tcp.seq = WireOf(c.rx_isn, rcv_nxt);
     p.tcp.ack = WireOf(c.tx_isn, c.tx_acked);
     p.options.RemoveAll(tcp_opt::kMptcp);
     Close(now, c);
@@ -664,12 +806,8 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   if (len > 0) {
     const MapEntry* e = seg_off ? c.recv.Find(*seg_off) : nullptr;
     if (e == nullptr) {
-      if (seg_off && *seg_off + len <= c.rx_san) {
-        // Entirely below what we acknowledged (a spurious retransmission): the local stack has it.
-        out.verdict = packet::Verdict::kDrop;
-        return;
-      }
-      counters_.Inc(Counter::kNoMapping);
+      if (!(seg_off && *seg_off + len <= c.rx_san)) counters_.Inc(Counter::kNoMapping);
+      // (Entirely below what we acknowledged: a spurious retransmission the local stack has.)
       out.verdict = packet::Verdict::kDrop;
       return;
     }
@@ -690,6 +828,11 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     // DATA_FIN on an empty segment: a TCP FIN at the DATA_FIN's position (seed §3.1).
     p.tcp.seq = WireOf(c.rx_isn, *c.rx_data_fin);
     deliver_fin = true;
+  } else if (seg_off) {
+    // Empty segment: keep its position relative to the stream head (a keepalive probe sits one
+    // below), moved from subflow to TSN space, which differ after a reinjection.
+    const int64_t delta = static_cast<int64_t>(*seg_off - c.rx_ssn_high);
+    p.tcp.seq = WireOf(c.rx_isn, c.rx_dsn_high + static_cast<uint64_t>(delta));
   }
 
   // The peer's subflow FIN (RFC 8684 §3.3.3: it follows the DATA_FIN exchange). It closes only the
@@ -703,18 +846,23 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   }
   if (deliver_fin) {
     p.tcp.flags = static_cast<uint8_t>(p.tcp.flags | tcp_flags::kFin);
+    c.rx_fin_delivered = true;
   } else {
     p.tcp.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);
   }
 
-  // The local stack's ACK number comes from the DATA_ACK (seed §3.4; RFC 8684 §3.3.2).
+  // The local stack's ACK number comes from the DATA_ACK (seed §3.4; RFC 8684 §3.3.2). A reordered
+  // older DATA_ACK is delivered as the old ACK it is: its window is relative to it, and moving it
+  // to the newest ACK would stretch the peer's window (Linux then drops data: NoDSSInWindow).
   const uint32_t wire_ack = p.tcp.ack;
-  if (c.peer_dss_seen || c.tx_acked > 0 || c.role == Role::kPassive) {
-    p.tcp.ack = WireOf(c.tx_isn, c.tx_acked);
+  if (pkt_dan && *pkt_dan < c.tx_acked) counters_.Inc(Counter::kStaleDataAck);
+  if (pkt_dan || c.peer_dss_seen || c.tx_acked > 0 || c.role == Role::kPassive) {
+    p.tcp.ack = WireOf(c.tx_isn, pkt_dan.value_or(c.tx_acked));
   }
   // Our forged subflow FIN is acknowledged by the subflow ACK (the local stack never saw it).
   if (c.tx_sfin_sent && !c.tx_sfin_acked && c.tx_fin &&
-      !packet::Before(packet::SubflowSeq(wire_ack), packet::SubflowSeq(WireOf(c.tx_isn, *c.tx_fin + 1)))) {
+      !packet::Before(packet::SubflowSeq(wire_ack),
+                      packet::SubflowSeq(WireOf(c.tx_isn, *c.tx_fin + 1)))) {
     c.tx_sfin_acked = true;
   }
   if (c.tx_fin && c.tx_acked > *c.tx_fin && !c.tx_fin_acked) {
@@ -723,7 +871,7 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   }
   p.options.RemoveAll(tcp_opt::kMptcp);
 
-  if (sfin_only) {
+  if (sfin_only && !ack_advanced) {
     // Nothing for the local stack; acknowledge the subflow FIN ourselves once the DATA_FIN it
     // follows is acknowledged (otherwise the next local ACK carries it).
     if (c.rx_data_fin && c.rx_dan > *c.rx_data_fin) SendSubflowAck(c, actions);
@@ -735,10 +883,16 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     counters_.Inc(Counter::kSignalConsumed);
     out.verdict = packet::Verdict::kDrop;
   } else {
+    if (sfin_only && c.rx_data_fin && c.rx_dan > *c.rx_data_fin) SendSubflowAck(c, actions);
     Emit(p, out);
   }
+}
 
-  if (c.tx_sfin_acked && c.rx_sfin && c.rx_san > *c.rx_sfin) Close(now, c);
+void Engine::MaybeClose(Time now, Connection& c) {
+  // Both directions are done once our subflow FIN is acknowledged and we acknowledged the peer's.
+  if (c.state == ConnState::kEstablished && c.tx_sfin_acked && c.rx_sfin && c.rx_san > *c.rx_sfin) {
+    Close(now, c);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,7 +37,12 @@ struct EngineConfig {
   // pitfall 2). DSS with 64-bit DATA_ACK + 64-bit mapping + checksum = 28 bytes.
   uint16_t mss_reduction = 28;
   std::chrono::milliseconds handshake_timeout{75'000};
-  std::chrono::milliseconds idle_timeout{2 * 3600 * 1000};
+  // Like conntrack's established timeout (5 days): an idle connection is still a connection, and
+  // forgetting it would let its next packets leave untranslated.
+  std::chrono::milliseconds idle_timeout{5LL * 24 * 3600 * 1000};
+  // MP_CAPABLE SYN retransmissions before the SYN goes out plain (Linux
+  // net.mptcp.syn_retrans_before_tcp_fallback, interop §2.1).
+  int mpc_syn_retries = 2;
   std::chrono::milliseconds close_linger{10'000};
   std::chrono::milliseconds fin_rto{200};
   int fin_retries = 8;
@@ -84,6 +89,14 @@ class Engine final : public packet::Engine {
 
   // Helpers.
   [[nodiscard]] bool NewKey(Connection& c);
+  [[nodiscard]] uint8_t MpcFlags(const Connection& c) const;
+  [[nodiscard]] static bool RxIdentity(const Connection& c);
+  // The mapping a tx segment [begin, begin+len(+FIN)) must carry: the one it was first sent under
+  // if it lies inside it, else a new one (recorded).
+  const TxMapping& TxMappingFor(Connection& c, uint64_t begin, uint32_t len, bool fin,
+                                packet::Bytes payload);
+  Option MappingOption(const Connection& c, const TxMapping& m, std::optional<DssDataAck> data_ack);
+  void MaybeClose(packet::Time now, Connection& c);
   void FallBack(Connection& c, Counter why);
   void Close(packet::Time now, Connection& c);
   void ClampMss(packet::TcpPacket& p);

@@ -548,6 +548,190 @@ TEST_F(EngineTest, UnselectedPortsAndMalformedPacketsPassUnchanged) {
   }
 }
 
+// Review finding 1: Linux accepts only an identical mapping while one is in use, and the local
+// stack retransmits parts of GSO super-packets. A retransmission must carry the original mapping.
+TEST_F(EngineTest, RetransmissionInsideAGsoMappingReusesIt) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0)}});
+  Seen big = Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .payload = Payload(14480, 1)});
+  ASSERT_TRUE(big.mp.dss && big.mp.dss->mapping);
+  Seen re = Out({.seq = kIsnA + 1 + 5792, .ack = kIsnB + 1, .payload = Payload(1448, 2)});
+  ASSERT_TRUE(re.mp.dss && re.mp.dss->mapping);
+  EXPECT_EQ(*re.mp.dss->mapping, *big.mp.dss->mapping);  // byte for byte the original mapping
+  EXPECT_EQ(engine_.counter(Counter::kTxMappingReused), 1u);
+  // New data after it gets a new mapping.
+  Seen next = Out({.seq = kIsnA + 1 + 14480, .ack = kIsnB + 1, .payload = Payload(100, 3)});
+  EXPECT_EQ(next.mp.dss->mapping->ssn, 14481u);
+  EXPECT_EQ(next.mp.dss->mapping->data_len, 100);
+}
+
+TEST_F(EngineTest, RetransmittedFirstSegmentKeepsTheImplicitMapping) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Seen first = Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .payload = Payload(3000, 1)});
+  ASSERT_TRUE(first.mp.mp_capable);
+  EXPECT_EQ(first.mp.mp_capable->data_len, 3000);
+  // The peer's first DSS arrives; a partial retransmission then carries the same mapping as a DSS
+  // (MP_CAPABLE + data implies DSN IDSN+1, SSN 1, length 3000).
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0)}});
+  Seen re = Out({.seq = kIsnA + 1 + 1000, .ack = kIsnB + 1, .payload = Payload(1000, 2)});
+  ASSERT_TRUE(re.mp.dss && re.mp.dss->mapping);
+  EXPECT_EQ(re.mp.dss->mapping->dsn, idsn_a_ + 1);
+  EXPECT_EQ(re.mp.dss->mapping->ssn, 1u);
+  EXPECT_EQ(re.mp.dss->mapping->data_len, 3000);
+}
+
+// Review finding 7: subflow offsets beyond 4 GiB (the relative SSN wraps, the table must not).
+TEST_F(EngineTest, ReceiveStreamBeyondFourGiB) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1});
+  for (uint64_t off : {0ull, 0x70000000ull, 0xE0000000ull, 0x150000000ull, 0x1D0000000ull}) {
+    Seen s = In({.seq = kIsnB + 1 + static_cast<uint32_t>(off), .ack = kIsnA + 1,
+                 .mptcp = {PeerDss(0, {{off, 100}}, static_cast<uint32_t>(off))},
+                 .payload = Payload(100, 1)});
+    ASSERT_EQ(s.verdict, Verdict::kAccept) << off;
+    EXPECT_EQ(s.tcp.seq, kIsnB + 1 + static_cast<uint32_t>(off));
+    // The local stack acknowledges it, so the next hop of offsets is "recent".
+    (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1 + static_cast<uint32_t>(off + 100)});
+  }
+  EXPECT_EQ(engine_.counter(Counter::kNoMapping), 0u);
+}
+
+// Review finding 3: a refused connection must reach the local stack at once.
+TEST_F(EngineTest, RstAnsweringOurSynIsPassed) {
+  (void)Out({.seq = kIsnA, .flags = tcp_flags::kSyn, .mss = 1460});
+  auto rst = Build(LocalTuple().Reversed(),
+                   {.seq = 0, .ack = kIsnA + 1, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  Seen s = Run(Hook::kPreRouting, rst);
+  EXPECT_EQ(s.verdict, Verdict::kAccept);
+  EXPECT_EQ(s.bytes, rst);
+  EXPECT_EQ(engine_.connection_count(), 0u);
+}
+
+// Review finding 4: joins are not offered yet: C flag, and a join SYN never reaches the local
+// stack as a plain SYN.
+TEST_F(EngineTest, JoinsAreDeclinedUntilImplemented) {
+  MpCapable syn;
+  (void)In({.seq = kIsnB, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {syn}});
+  Seen sa = Out({.seq = kIsnA, .ack = kIsnB + 1, .flags = tcp_flags::kSyn | tcp_flags::kAck});
+  ASSERT_TRUE(sa.mp.mp_capable);
+  EXPECT_TRUE(sa.mp.mp_capable->flags & kMpcFlagNoJoinInitial);
+  MpJoin join;
+  join.token = 0x12345678;
+  join.nonce = 7;
+  auto other = LocalTuple().Reversed();
+  other.dport = 50000;  // a new subflow: another port on our side, same peer port
+  Seen j = Run(Hook::kPreRouting,
+               Build(other, {.seq = 77, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {join}}));
+  EXPECT_EQ(j.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kJoinRejected), 1u);
+}
+
+// Review finding 6: a peer that stops sending options has fallen back (RFC 8684 §3.7).
+TEST_F(EngineTest, PeerSendingPlainDataFallsBack) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0, {{0, 10}}, 0)},
+            .payload = Payload(10, 1)});
+  auto plain = Build(LocalTuple().Reversed(),
+                     {.seq = kIsnB + 11, .ack = kIsnA + 1, .payload = Payload(10, 2)});
+  Seen s = Run(Hook::kPreRouting, plain);
+  EXPECT_EQ(s.verdict, Verdict::kAccept);
+  EXPECT_EQ(s.tcp.seq, kIsnB + 11);
+  EXPECT_EQ(engine_.counter(Counter::kFallbackPeerNoDss), 1u);
+  EXPECT_EQ(engine_.connection_count(), 0u);
+}
+
+TEST_F(EngineTest, FallbackIsRefusedOnceTheSequenceSpacesDiffer) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0, {{0, 10}}, 0)},
+            .payload = Payload(10, 1)});
+  (void)In({.seq = kIsnB + 11, .ack = kIsnA + 1, .mptcp = {PeerDss(0, {{0, 10}}, 10)},
+            .payload = Payload(10, 1)});  // reinjection: SSN 10..20 carries DSN 0..10
+  Seen s = In({.seq = kIsnB + 21, .ack = kIsnA + 1, .payload = Payload(10, 2)});
+  EXPECT_EQ(s.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kFallbackImpossible), 1u);
+}
+
+// Review finding 8: after a reinjection, empty segments move to TSN space and SACK is removed.
+TEST_F(EngineTest, AfterReinjectionPureAcksAndSackAreTranslated) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0, {{0, 50}}, 0)},
+            .payload = Payload(50, 1)});
+  (void)In({.seq = kIsnB + 51, .ack = kIsnA + 1, .mptcp = {PeerDss(0, {{0, 50}}, 50)},
+            .payload = Payload(50, 1)});
+  Seen pure = In({.seq = kIsnB + 101, .ack = kIsnA + 1, .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(pure.tcp.seq, kIsnB + 51);  // the local stack's rcv_nxt, not the subflow's
+  Seen sack = Out({.seq = kIsnA + 1, .ack = kIsnB + 51, .sack = {{kIsnB + 60, kIsnB + 70}}});
+  EXPECT_FALSE(sack.options.Find(tcp_opt::kSack));
+  EXPECT_EQ(engine_.counter(Counter::kSackStripped), 1u);
+}
+
+// Review finding 9: a duplicate SYN must not wipe an established passive connection.
+TEST_F(EngineTest, DuplicateSynKeepsPassiveConnection) {
+  MpCapable syn;
+  (void)In({.seq = kIsnB, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {syn}});
+  Seen sa = Out({.seq = kIsnA, .ack = kIsnB + 1, .flags = tcp_flags::kSyn | tcp_flags::kAck});
+  MpCapable ack;
+  ack.form = MpCapable::Form::kAck;
+  ack.sender_key = kKeyB;
+  ack.receiver_key = sa.mp.mp_capable->sender_key;
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {ack}});
+  ASSERT_EQ(Conn()->state, ConnState::kEstablished);
+  const uint64_t key = Conn()->local_key;
+  Seen dup = In({.seq = kIsnB, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {syn}});
+  EXPECT_EQ(dup.verdict, Verdict::kAccept);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  EXPECT_EQ(Conn()->local_key, key);
+}
+
+// Review finding 10: a FIN on the first data segment is a DATA_FIN (Linux: DATA_FIN takes
+// precedence over MP_CAPABLE + data).
+TEST_F(EngineTest, FinOnFirstDataSegmentIsADataFin) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Seen s = Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .flags = tcp_flags::kAck | tcp_flags::kFin,
+                .payload = Payload(20, 1)});
+  ASSERT_TRUE(s.mp.dss && s.mp.dss->mapping);
+  EXPECT_TRUE(s.mp.dss->data_fin);
+  EXPECT_EQ(s.mp.dss->mapping->data_len, 21);
+  EXPECT_EQ(s.mp.dss->mapping->ssn, 1u);
+  EXPECT_FALSE(s.tcp.has(tcp_flags::kFin));
+}
+
+// Review finding 12: a reordered older DATA_ACK is delivered as the old ACK.
+TEST_F(EngineTest, StaleDataAckIsDeliveredAsOld) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0)}});
+  (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .payload = Payload(300, 1)});
+  Seen newer = In({.seq = kIsnB + 1, .ack = kIsnA + 301, .mptcp = {PeerDss(300)}});
+  EXPECT_EQ(newer.tcp.ack, kIsnA + 301);
+  Seen older = In({.seq = kIsnB + 1, .ack = kIsnA + 101, .window = 9000, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(older.tcp.ack, kIsnA + 101);
+  EXPECT_EQ(engine_.counter(Counter::kStaleDataAck), 1u);
+}
+
+// Review finding 13: like Linux, give up MP_CAPABLE after two unanswered retransmissions.
+TEST_F(EngineTest, UnansweredMpCapableSynsFallBackToPlainSyns) {
+  for (int i = 0; i < 3; ++i) {
+    Seen s = Out({.seq = kIsnA, .flags = tcp_flags::kSyn, .mss = 1460});
+    EXPECT_TRUE(s.mp.mp_capable) << i;
+  }
+  auto plain = Build(LocalTuple(), {.seq = kIsnA, .flags = tcp_flags::kSyn, .mss = 1460});
+  EXPECT_EQ(Run(Hook::kLocalOut, plain).bytes, plain);
+  EXPECT_EQ(Run(Hook::kLocalOut, plain).bytes, plain);
+  EXPECT_EQ(engine_.counter(Counter::kFallbackSynRetrans), 1u);
+}
+
+// Review finding 14: the peer's subflow FIN that also acknowledges our DATA_FIN is delivered.
+TEST_F(EngineTest, SubflowFinCarryingNewDataAckIsDelivered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0)}});
+  (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .flags = tcp_flags::kAck | tcp_flags::kFin});
+  Seen s = In({.seq = kIsnB + 1, .ack = kIsnA + 1, .flags = tcp_flags::kAck | tcp_flags::kFin,
+               .mptcp = {PeerDss(1)}});
+  EXPECT_EQ(s.verdict, Verdict::kAccept);
+  EXPECT_FALSE(s.tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(s.tcp.ack, kIsnA + 2);
+}
+
 class EngineChecksumTest : public EngineTest {
  protected:
   EngineChecksumTest() : EngineTest(WithChecksums()) {}

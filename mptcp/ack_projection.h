@@ -26,9 +26,9 @@
 // blocks are emitted by (rank, ascending T offset), and when more than max_sack_blocks exist the
 // lowest-ranked (most recent) ones are kept. With a monotonous mapping this reproduces the
 // receiver's own block order exactly (the projection is transparent); intervals that come only from
-// the cumulative block exist only for non-monotonous mappings and report data the receiver
-// considered old, so they go last. The blocks are disjoint, non-adjacent and above new cum, so a
-// sender never mistakes one for a D-SACK (RFC 2883 §4).
+// the cumulative block (a non-monotonous mapping, or T holes carried by another subflow) report
+// data the receiver considered old, so they go last. The blocks are disjoint, non-adjacent and
+// above new cum, so a sender never mistakes one for a D-SACK (RFC 2883 §4).
 //
 // Completeness (what "never miss an acknowledgement" means here, precisely): the result is exact
 // with respect to D -- new cum = max{X >= prev : [prev, X) ⊆ P}, and if P has at most

@@ -830,9 +830,14 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     deliver_fin = true;
   } else if (seg_off) {
     // Empty segment: keep its position relative to the stream head (a keepalive probe sits one
-    // below), moved from subflow to TSN space, which differ after a reinjection.
-    const int64_t delta = static_cast<int64_t>(*seg_off - c.rx_ssn_high);
-    p.tcp.seq = WireOf(c.rx_isn, c.rx_dsn_high + static_cast<uint64_t>(delta));
+    // below), moved from subflow to TSN space. The two differ after a reinjection, and by the FINs:
+    // the DATA_FIN took a TSN (the local stack's FIN) but no SSN, the peer's subflow FIN an SSN
+    // but no TSN. Off by one, the local stack sees rcv_nxt - 1, out of window: it drops the segment
+    // unread, ACK included (TCPACKSkippedSeq), and a half-closed upload stalls.
+    const uint64_t pos = *seg_off - (c.rx_sfin && *seg_off > *c.rx_sfin ? 1 : 0);
+    const int64_t delta = static_cast<int64_t>(pos - c.rx_ssn_high);
+    p.tcp.seq = WireOf(c.rx_isn, c.rx_dsn_high + static_cast<uint64_t>(delta) +
+                                     (c.rx_fin_delivered ? 1 : 0));
   }
 
   // The peer's subflow FIN (RFC 8684 §3.3.3: it follows the DATA_FIN exchange). It closes only the

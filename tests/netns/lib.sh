@@ -242,3 +242,28 @@ wait_conns_gone() {
   done
   return 1
 }
+
+# check_stop NAME [SIGNAL]: proxy_stop, reported as PASS/FAIL. Not through tb_check: that runs its
+# command in a subshell, where `wait` cannot collect our child's exit status.
+check_stop() {
+  if proxy_stop "$@"; then
+    tb_pass "mproxyd $1 stopped on SIG${2:-TERM} with status 0"
+  else
+    tb_fail "mproxyd $1 did not stop cleanly on SIG${2:-TERM}"
+  fi
+}
+
+# save_rules NODE: the node's iptables and ip6tables rules and user chains, one per line, prefixed
+# by the table. Tables holding nothing but empty built-in chains are left out: the kernel keeps a
+# table once it was used, and an empty table is not a leftover rule or chain.
+save_rules() {
+  local t
+  for t in iptables ip6tables; do
+    tb_exec "$1" "$t-save" | awk -v fam="$t" '
+      /^\*/ { table = substr($0, 2); next }
+      /^:/ { split($0, f, " "); c = substr(f[1], 2);
+             if (c !~ /^(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING)$/ || f[2] != "ACCEPT") print fam, table, $0
+             next }
+      /^-A/ { print fam, table, $0 }'
+  done
+}

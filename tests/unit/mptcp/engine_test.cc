@@ -580,6 +580,49 @@ TEST_F(EngineTest, RetransmittedFirstSegmentKeepsTheImplicitMapping) {
   EXPECT_EQ(re.mp.dss->mapping->data_len, 3000);
 }
 
+// Seen on the wire: back-to-back 64400-byte GSO packets, the DATA_ACK stops at the start of one,
+// the local stack retransmits its first MSS. It must carry that packet's whole mapping.
+TEST_F(EngineTest, RetransmissionAtTheStartOfAGsoMappingReusesIt) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0)}});
+  std::vector<Seen> sent;
+  for (uint32_t i = 0; i < 4; ++i) {
+    sent.push_back(Out({.seq = kIsnA + 1 + i * 64400, .ack = kIsnB + 1, .payload = Payload(64400, 1)}));
+  }
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1 + 64400, .mptcp = {PeerDss(64400)}});
+  Seen re = Out({.seq = kIsnA + 1 + 64400, .ack = kIsnB + 1, .payload = Payload(1400, 2)});
+  ASSERT_TRUE(re.mp.dss && re.mp.dss->mapping);
+  EXPECT_EQ(*re.mp.dss->mapping, *sent[1].mp.dss->mapping);
+}
+
+// Seen on the wire: the peer finished first (DATA_FIN delivered as the local FIN) while the local
+// upload went on. The peer's later pure ACKs sit at the subflow's end, which is one below the local
+// rcv_nxt (the FIN took a TSN); delivered untranslated they are out of window and their ACK is
+// ignored (TCPACKSkippedSeq), stalling the upload.
+TEST_F(EngineTest, PureAcksAfterPeerDataFinAreInWindow) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0, {{0, 100}}, 0)},
+            .payload = Payload(100, 1)});
+  Dss fin = PeerDss(0);
+  fin.mapping = DssMapping{idsn_b_ + 1 + 100, true, 0, 1, std::nullopt};
+  fin.data_fin = true;
+  Seen f = In({.seq = kIsnB + 101, .ack = kIsnA + 1, .mptcp = {fin}});
+  ASSERT_TRUE(f.tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(f.tcp.seq, kIsnB + 101);
+  (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 102, .payload = Payload(500, 2)});
+  // The peer's ACK of our data: subflow seq 101 (no subflow FIN yet); the local rcv_nxt is 102.
+  Seen a = In({.seq = kIsnB + 101, .ack = kIsnA + 501, .mptcp = {PeerDss(500)}});
+  EXPECT_EQ(a.tcp.seq, kIsnB + 102);
+  EXPECT_EQ(a.tcp.ack, kIsnA + 501);
+  // After the peer's subflow FIN (seq 101, taking SSN 101) its ACKs come at 102: still rcv_nxt.
+  Dss ack2 = PeerDss(500);
+  Seen sf = In({.seq = kIsnB + 101, .ack = kIsnA + 501, .flags = tcp_flags::kAck | tcp_flags::kFin,
+                .mptcp = {ack2}});
+  (void)sf;
+  Seen b = In({.seq = kIsnB + 102, .ack = kIsnA + 501, .mptcp = {PeerDss(500)}});
+  EXPECT_EQ(b.tcp.seq, kIsnB + 102);
+}
+
 // Review finding 7: subflow offsets beyond 4 GiB (the relative SSN wraps, the table must not).
 TEST_F(EngineTest, ReceiveStreamBeyondFourGiB) {
   ASSERT_NO_FATAL_FAILURE(Establish());

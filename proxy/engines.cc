@@ -1,0 +1,55 @@
+#include "proxy/engines.h"
+
+#include "proxy/mptcp_commands.h"
+
+#include <vector>
+
+#include "proxy/passthrough_engine.h"
+
+namespace mproxy::proxy {
+namespace {
+
+Result<std::unique_ptr<packet::Engine>> MakePassthrough(const EngineOptions&) {
+  return std::unique_ptr<packet::Engine>(std::make_unique<PassthroughEngine>());
+}
+Result<std::unique_ptr<packet::Engine>> MakePassthroughPlain(const EngineOptions&) {
+  PassthroughEngine::Options o;
+  o.reemit = false;
+  return std::unique_ptr<packet::Engine>(std::make_unique<PassthroughEngine>(o));
+}
+
+const std::vector<EngineSpec>& Table() {
+  static const std::vector<EngineSpec> table = {
+      {"passthrough",
+       "accepts every packet, TCP ones re-emitted through the rewrite path (iovec verdicts)",
+       &MakePassthrough, nullptr},
+      {"passthrough-plain",
+       "accepts every packet with a plain verdict (the queue's own cost, nothing rewritten)",
+       &MakePassthroughPlain, nullptr},
+      {"mptcp", "converts the selected TCP connections to MPTCP v1 on the wire (mptcp/DESIGN.md)",
+       &MakeMptcpEngine, &RegisterMptcpCommands},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::span<const EngineSpec> Engines() { return Table(); }
+
+const EngineSpec* FindEngine(std::string_view name) {
+  for (const EngineSpec& e : Table()) {
+    if (e.name == name) return &e;
+  }
+  return nullptr;
+}
+
+std::string EngineNames() {
+  std::string s;
+  for (const EngineSpec& e : Table()) {
+    if (!s.empty()) s += ", ";
+    s += e.name;
+  }
+  return s;
+}
+
+}  // namespace mproxy::proxy

@@ -881,6 +881,12 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     // follows is acknowledged (otherwise the next local ACK carries it).
     if (c.rx_data_fin && c.rx_dan > *c.rx_data_fin) SendSubflowAck(c, actions);
     out.verdict = packet::Verdict::kDrop;
+  } else if (len == 0 && !deliver_fin && !ack_advanced && c.tx_fin_acked) {
+    // After its FIN is acknowledged the local stack needs only the peer's data and FIN. An empty
+    // segment with no news (typically the ACK of our forged subflow FIN) may reach a socket that
+    // is already closed, which answers with a RST.
+    counters_.Inc(Counter::kSubflowOnlyConsumed);
+    out.verdict = packet::Verdict::kDrop;
   } else if (len == 0 && !deliver_fin && !ack_advanced &&
              (opts.add_addr || opts.remove_addr || opts.mp_prio)) {
     // Signalling carried on a duplicate ACK is for us, not for the local stack (seed §3.1): passing

@@ -368,7 +368,10 @@ TEST_F(EngineTest, CloseBothWaysFreesState) {
   EXPECT_TRUE(sfin.tcp.has(tcp_flags::kFin));
   EXPECT_EQ(sfin.tcp.seq, kIsnA + 11);
   ASSERT_TRUE(sfin.mp.dss && sfin.mp.dss->data_ack);
-  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 12, .mptcp = {PeerDss(11)}});  // acks subflow FIN
+  // The peer's ACK of our subflow FIN has nothing for the local stack (whose FIN is acked): kept
+  // back, as a closed local socket would answer it with a RST.
+  Seen sfack = In({.seq = kIsnB + 1, .ack = kIsnA + 12, .mptcp = {PeerDss(11)}});
+  EXPECT_EQ(sfack.verdict, Verdict::kDrop);
   // The peer's DATA_FIN on an empty segment becomes the local stack's FIN.
   Dss pfin = PeerDss(11);
   pfin.mapping = DssMapping{idsn_b_ + 1, true, 0, 1, std::nullopt};

@@ -117,17 +117,9 @@ void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions&
     OutboundSyn(now, p, out);
     return;
   }
-  auto it = conns_.find(t);
-  if (it == conns_.end()) {
-    counters_.Inc(Counter::kNoConnection);
-    return;
-  }
-  Connection& c = *it->second;
-  c.last_activity = now;
-  if (c.state == ConnState::kFallback) {
-    counters_.Inc(Counter::kFallbackPackets);
-    return;
-  }
+  Connection* found = Track(now, t);
+  if (found == nullptr) return;
+  Connection& c = *found;
   if (syn) {  // SYN/ACK of a passive connection
     if (c.role == Role::kPassive) OutboundSynAck(c, p, out);
     return;
@@ -150,6 +142,21 @@ void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions&
   OutboundEstablished(c, p, out);
   MaybeClose(now, c);
   (void)actions;
+}
+
+Connection* Engine::Track(Time now, const FourTuple& key) {
+  auto it = conns_.find(key);
+  if (it == conns_.end()) {
+    counters_.Inc(Counter::kNoConnection);
+    return nullptr;
+  }
+  Connection& c = *it->second;
+  c.last_activity = now;
+  if (c.state == ConnState::kFallback) {
+    counters_.Inc(Counter::kFallbackPackets);
+    return nullptr;
+  }
+  return &c;
 }
 
 bool Engine::NewKey(Connection& c) {
@@ -487,17 +494,9 @@ void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& 
     InboundSyn(now, p, opts, out);
     return;
   }
-  auto it = conns_.find(key);
-  if (it == conns_.end()) {
-    counters_.Inc(Counter::kNoConnection);
-    return;
-  }
-  Connection& c = *it->second;
-  c.last_activity = now;
-  if (c.state == ConnState::kFallback) {
-    counters_.Inc(Counter::kFallbackPackets);
-    return;
-  }
+  Connection* found = Track(now, key);
+  if (found == nullptr) return;
+  Connection& c = *found;
   if (syn) {
     if (c.role == Role::kActive) InboundSynAck(now, c, p, opts, out);
     return;

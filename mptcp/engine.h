@@ -88,6 +88,9 @@ class Engine final : public packet::Engine {
                           packet::Actions& actions);
 
   // Helpers.
+  // The connection a non-SYN packet belongs to, if it is one we convert (counted otherwise:
+  // unknown flow, or a flow that fell back and is passed untouched).
+  Connection* Track(packet::Time now, const packet::FourTuple& key);
   [[nodiscard]] bool NewKey(Connection& c);
   [[nodiscard]] uint8_t MpcFlags(const Connection& c) const;
   [[nodiscard]] static bool RxIdentity(const Connection& c);

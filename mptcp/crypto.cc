@@ -156,15 +156,22 @@ Result<std::array<uint8_t, 20>> JoinAckHmac(const JoinSecrets& s) {
   return out;
 }
 
+namespace {
+// Compares as bytes in constant time: an HMAC check must not leak, through its timing, how many
+// leading bytes of a forged value were right.
+bool EqualConstantTime(uint64_t x, uint64_t y) {
+  std::array<uint8_t, 8> a{}, b{};
+  ByteWriter wa(a), wb(b);
+  wa.U64(x);
+  wb.U64(y);
+  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+}  // namespace
+
 bool JoinSynAckHmacValid(const JoinSecrets& s, uint64_t received) {
   const Result<uint64_t> expected = JoinSynAckHmac(s);
   if (!expected) return false;
-  // Compare as bytes in constant time: the value is attacker-observable only if we leak timing.
-  std::array<uint8_t, 8> a{}, b{};
-  ByteWriter wa(a), wb(b);
-  wa.U64(expected.value());
-  wb.U64(received);
-  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  return EqualConstantTime(expected.value(), received);
 }
 
 bool JoinAckHmacValid(const JoinSecrets& s, std::span<const uint8_t, 20> received) {
@@ -195,11 +202,7 @@ bool AddAddrHmacValid(uint64_t sender_key, uint64_t receiver_key, uint8_t addres
   const Result<uint64_t> expected =
       AddAddrHmac(sender_key, receiver_key, address_id, address, port);
   if (!expected) return false;
-  std::array<uint8_t, 8> a{}, b{};
-  ByteWriter wa(a), wb(b);
-  wa.U64(expected.value());
-  wb.U64(received);
-  return CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  return EqualConstantTime(expected.value(), received);
 }
 
 // ---------------------------------------------------------------------------------------------

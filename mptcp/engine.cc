@@ -710,6 +710,8 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
 
   const Dss* dss = opts.dss ? &*opts.dss : nullptr;
   if (dss != nullptr) counters_.Inc(Counter::kDssRx);
+  // Where the segment sits in the peer's subflow stream (an offset, widened near the highest seen).
+  const std::optional<uint64_t> seg_off = OffsetOf(p.tcp.seq, c.rx_isn, c.rx_ssn_high);
   // The DATA_ACK of this packet as a tx offset, if it is usable.
   std::optional<uint64_t> pkt_dan;
   if (dss != nullptr && dss->data_ack) {
@@ -766,7 +768,6 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
         }
       }
       if (c.checksums && len > 0) {
-        const auto seg_off = OffsetOf(p.tcp.seq, c.rx_isn, c.rx_ssn_high);
         if (!m.checksum) {
           counters_.Inc(Counter::kCsumMissing);
           out.verdict = packet::Verdict::kDrop;
@@ -801,7 +802,6 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   }
 
   // Data: SSN -> DSN through the RECV table -> TSN (seed §3.3).
-  std::optional<uint64_t> seg_off = OffsetOf(p.tcp.seq, c.rx_isn, c.rx_ssn_high);
   if (len > 0) {
     const MapEntry* e = seg_off ? c.recv.Find(*seg_off) : nullptr;
     if (e == nullptr) {

@@ -267,3 +267,18 @@ save_rules() {
       /^-A/ { print fam, table, $0 }'
   done
 }
+
+# netns_test_begin [tb_create args]: the common start of a real-kernel test: root or skip (77),
+# a fresh testbed, the native MPTCP sysctls on the server.
+netns_test_begin() {
+  tb_require_root
+  tb_create "$@"
+  mptcp_sysctl server
+}
+
+# proxy_start_or_finish NODE NAME ARGS...: proxy_start, and end the test (FAIL) if it cannot.
+proxy_start_or_finish() {
+  proxy_start "$@" && return 0
+  tb_fail "mproxyd $2 starts on $1"
+  tb_finish
+}

@@ -7,13 +7,8 @@ set -u
 MPROXY_SRC=${MPROXY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$MPROXY_SRC/tests/testbed/testbed.sh"
 source "$MPROXY_SRC/tests/netns/lib.sh"
-tb_require_root
-tb_create
-mptcp_sysctl server
-proxy_start mobile mob --engine mptcp --ports 5201 --fail-policy closed || {
-  tb_fail "mproxyd starts"
-  tb_finish
-}
+netns_test_begin
+proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy closed
 MB=$((1024 * 1024))
 
 # run NAME SERVER_ARGS -- CLIENT_ARGS: one connection, then the checks of a regular close.

@@ -5,15 +5,10 @@ set -u
 MPROXY_SRC=${MPROXY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$MPROXY_SRC/tests/testbed/testbed.sh"
 source "$MPROXY_SRC/tests/netns/lib.sh"
-tb_require_root
-tb_create --v6
-mptcp_sysctl server
+netns_test_begin --v6
 
 SIZE=${MPROXY_TEST_BYTES:-$((256 * 1024 * 1024))}
-proxy_start mobile mob --engine mptcp --ports 5201 --fail-policy closed || {
-  tb_fail "mproxyd starts"
-  tb_finish
-}
+proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy closed
 MOB4=$(tb_addr mobile wlan0 4)
 MOB6=$(tb_addr mobile wlan0 6)
 

@@ -6,15 +6,10 @@ set -u
 MPROXY_SRC=${MPROXY_SRC:-$(cd "$(dirname "$0")/../.." && pwd)}
 source "$MPROXY_SRC/tests/testbed/testbed.sh"
 source "$MPROXY_SRC/tests/netns/lib.sh"
-tb_require_root
-tb_create --v6
-mptcp_sysctl server
+netns_test_begin --v6
 
 SIZE=${MPROXY_TEST_BYTES:-$((256 * 1024 * 1024))}
-proxy_start mobile mob --engine mptcp --ports 5201 --fail-policy closed || {
-  tb_fail "mproxyd starts"
-  tb_finish
-}
+proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy closed
 
 # Case 1: 256 MiB each direction over IPv4 through the proxy into a native MPTCP server.
 counter_snapshot server

@@ -12,10 +12,7 @@ tb_create --v6
 
 SIZE=${MPROXY_TEST_BYTES:-$((256 * 1024 * 1024))}
 for n in mobile server; do
-  proxy_start "$n" "$n" --engine mptcp --ports 5201 --fail-policy closed || {
-    tb_fail "mproxyd starts on $n"
-    tb_finish
-  }
+  proxy_start_or_finish "$n" "$n" --engine mptcp --ports 5201 --fail-policy closed
 done
 
 # Headers only (snaplen 200 is enough for the options, interop §5), on the router's server side.

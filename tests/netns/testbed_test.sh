@@ -134,11 +134,13 @@ echo "== rate"
 r=$(tb_iperf mobile server "$TB_SERVER4" 3 -R -B "$M4W")
 echo "   unshaped wlan0 downlink: $r Mbit/s"
 tb_rate router r-wlan0 50mbit
-r=$(tb_iperf mobile server "$TB_SERVER4" 3 -R -B "$M4W")
+# Steady state only (-O 1 leaves out slow start): a short average that includes the first
+# second and its losses at the shaper measured 28 of 50 Mbit/s once on a loaded machine.
+r=$(tb_iperf mobile server "$TB_SERVER4" 4 -O 1 -R -B "$M4W")
 echo "   50mbit on router r-wlan0 (downlink): $r Mbit/s"
 tb_check "rate 50mbit downlink in [35, 52]" in_range "${r:-0}" 35 52 "Mbit/s"
 tb_rate mobile eth1 20mbit
-r=$(tb_iperf mobile server "$TB_SERVER4" 3 -B "$M4E")
+r=$(tb_iperf mobile server "$TB_SERVER4" 4 -O 1 -B "$M4E")
 echo "   20mbit on mobile eth1 (uplink): $r Mbit/s"
 tb_check "rate 20mbit uplink in [14, 21]" in_range "${r:-0}" 14 21 "Mbit/s"
 tb_rate router r-wlan0 off

@@ -56,6 +56,7 @@ namespace mproxy::mptcp {
   X(kNoDataAck, "MpNoDataAck")                   /* inbound without DATA_ACK */             \
   X(kSignalConsumed, "MpSignalConsumed")         /* pure signalling ACK not delivered */    \
   X(kSubflowOnlyConsumed, "MpSubflowOnlyConsumed") /* empty segment after our FIN: kept */  \
+  X(kInboundKeptDss, "MpInboundKeptDss")         /* translation was a no-op: packet left as is */ \
   X(kOptionIgnored, "MpOptionIgnored")           /* kind-30 option Linux would ignore */    \
   X(kSackDropped, "MpSackDropped")               /* SACK blocks dropped for option space */ \
   X(kOptionSpace, "MpOptionSpace")               /* could not fit our option: drop */       \

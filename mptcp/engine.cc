@@ -657,6 +657,8 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   const uint32_t len = static_cast<uint32_t>(p.payload_len);
   const bool rst = p.tcp.has(tcp_flags::kRst);
   const bool sfin = p.tcp.has(tcp_flags::kFin);
+  const packet::TcpHeader wire = p.tcp;  // as received, for the keep-as-is check below
+  const bool lone_dss = LoneDss(p, opts);
   bool deliver_fin = false;
   bool ack_advanced = false;
 
@@ -894,8 +896,30 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     out.verdict = packet::Verdict::kDrop;
   } else {
     if (sfin_only && c.rx_data_fin && c.rx_dan > *c.rx_data_fin) SendSubflowAck(c, actions);
-    Emit(p, out);
+    if (lone_dss && wire.seq == p.tcp.seq && wire.ack == p.tcp.ack &&
+        wire.flags == p.tcp.flags && wire.window == p.tcp.window) {
+      // On a single path with SSN == TSN and DATA_ACK == subflow ACK the translation changes
+      // nothing the local stack reads: leaving the packet as it is spares the kernel a copy of it
+      // (architecture.md, verdict payloads) and keeps its CHECKSUM_PARTIAL. The DSS left in it is
+      // an unknown option kind to a plain TCP socket, which skips it (RFC 9293 §3.1).
+      counters_.Inc(Counter::kInboundKeptDss);
+      out.Reset();
+    } else {
+      Emit(p, out);
+    }
   }
+}
+
+bool Engine::LoneDss(const TcpPacket& p, const SegmentOptions& opts) {
+  // Only a lone, accepted DSS may stay in a packet for the local stack: every other MPTCP option
+  // (MP_CAPABLE with data, signalling, MP_FAIL, FASTCLOSE) is acted on or must not reach it.
+  size_t kind30 = 0;
+  for (size_t i = 0; i < p.options.size(); ++i) {
+    if (p.options[i].kind == tcp_opt::kMptcp) ++kind30;
+  }
+  return kind30 == 1 && opts.dss && !opts.mp_capable && !opts.mp_join && !opts.add_addr &&
+         !opts.remove_addr && !opts.mp_prio && !opts.mp_fail && !opts.mp_fastclose &&
+         !opts.mp_tcprst;
 }
 
 void Engine::MaybeClose(Time now, Connection& c) {

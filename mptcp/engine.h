@@ -86,6 +86,7 @@ class Engine final : public packet::Engine {
   void InboundEstablished(packet::Time now, Connection& c, packet::TcpPacket& p,
                           const SegmentOptions& opts, packet::PacketOut& out,
                           packet::Actions& actions);
+  static bool LoneDss(const packet::TcpPacket& p, const SegmentOptions& opts);
 
   // Helpers.
   // The connection a non-SYN packet belongs to, if it is one we convert (counted otherwise:

@@ -12,6 +12,11 @@ namespace {
 Result<std::unique_ptr<packet::Engine>> MakePassthrough(const EngineOptions&) {
   return std::unique_ptr<packet::Engine>(std::make_unique<PassthroughEngine>());
 }
+Result<std::unique_ptr<packet::Engine>> MakePassthroughRewrite(const EngineOptions&) {
+  PassthroughEngine::Options o;
+  o.send_back = true;
+  return std::unique_ptr<packet::Engine>(std::make_unique<PassthroughEngine>(o));
+}
 Result<std::unique_ptr<packet::Engine>> MakePassthroughPlain(const EngineOptions&) {
   PassthroughEngine::Options o;
   o.reemit = false;
@@ -21,8 +26,11 @@ Result<std::unique_ptr<packet::Engine>> MakePassthroughPlain(const EngineOptions
 const std::vector<EngineSpec>& Table() {
   static const std::vector<EngineSpec> table = {
       {"passthrough",
-       "accepts every packet, TCP ones re-emitted through the rewrite path (iovec verdicts)",
+       "parses every packet, re-emits TCP ones, verifies them byte-exact, accepts the original",
        &MakePassthrough, nullptr},
+      {"passthrough-rewrite",
+       "like passthrough, but every re-emit goes back in the verdict (the rewrite I/O path)",
+       &MakePassthroughRewrite, nullptr},
       {"passthrough-plain",
        "accepts every packet with a plain verdict (the queue's own cost, nothing rewritten)",
        &MakePassthroughPlain, nullptr},

@@ -73,6 +73,11 @@ void PassthroughEngine::OnPacket(packet::Time /*now*/, const packet::PacketMeta&
     return;
   }
   counters_.Inc(PassCounter::kReemitted);
+  if (options_.send_back) {
+    counters_.Inc(PassCounter::kSentBack);
+  } else {
+    out.Reset();
+  }
 }
 
 }  // namespace mproxy::proxy

@@ -35,6 +35,7 @@ enum class PassCounter : size_t {
   kReemitted,       // TCP packets handed back as head + tail
   kReemitFailed,    // the emitter refused (original accepted)
   kReemitMismatch,  // re-emitted header differed from the original (original accepted)
+  kSentBack,        // verified re-emit returned in the verdict (send_back)
   kCount,
 };
 
@@ -45,6 +46,7 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(PassCounter::k
         "PassMalformedIp", "PassMalformedTcp", "PassMalformedOptions",
         "PassUnsupported", "PassGso",          "PassCsumNotReady",
         "PassReemitted",   "PassReemitFailed", "PassReemitMismatch",
+        "PassSentBack",
     };
 
 using PassCounters = CounterSet<PassCounter, kPassCounterNames>;
@@ -54,6 +56,11 @@ class PassthroughEngine final : public packet::Engine {
   struct Options {
     // false: parse and count only, accept every packet unchanged (no verdict payload at all).
     bool reemit = true;
+    // true: a verified re-emit goes back in the verdict (iovec path, the kernel copies and
+    // re-linearizes the packet and drops CHECKSUM_PARTIAL). false: a re-emit that reproduces the
+    // original is verified and then the original is accepted, as any engine does for a packet it
+    // did not change; that is the queue's cost with our parse/emit path on every packet.
+    bool send_back = false;
   };
 
   PassthroughEngine() = default;

@@ -73,6 +73,7 @@ struct Seen {
   size_t mptcp_options = 0;
   std::vector<uint8_t> payload;
   bool checksum_ok = false;
+  bool rewritten = false;  // the verdict carried new bytes
 };
 
 Seen Inspect(Verdict v, std::vector<uint8_t> bytes) {
@@ -123,7 +124,9 @@ class EngineTest : public ::testing::Test {
         EXPECT_EQ(result, original) << "changed without saying so";
       }
     }
-    return Inspect(out.verdict, result);
+    Seen seen = Inspect(out.verdict, result);
+    seen.rewritten = out.rewritten;
+    return seen;
   }
   Seen Out(const Seg& s) { return Run(Hook::kLocalOut, Build(LocalTuple(), s)); }
   Seen In(const Seg& s) { return Run(Hook::kPreRouting, Build(LocalTuple().Reversed(), s)); }
@@ -227,11 +230,26 @@ TEST_F(EngineTest, ActiveOpenHandshakeAndData) {
   d.mapping = DssMapping{idsn_b + 1, true, 1, 50, std::nullopt};
   Seen r1 = In({.seq = kIsnB + 1, .ack = kIsnA + 101, .mptcp = {d}, .payload = Payload(50, 9)});
   EXPECT_EQ(r1.verdict, Verdict::kAccept);
-  EXPECT_EQ(r1.mptcp_options, 0u);
+  // SSN == TSN and DATA_ACK == subflow ACK: nothing to translate, the packet is left as it is
+  // (its DSS is an option the local plain TCP socket skips).
+  EXPECT_FALSE(r1.rewritten);
+  EXPECT_EQ(r1.mptcp_options, 1u);
+  EXPECT_EQ(engine_.counter(Counter::kInboundKeptDss), 1u);
   EXPECT_EQ(r1.tcp.seq, kIsnB + 1);
   EXPECT_EQ(r1.tcp.ack, kIsnA + 101);
   EXPECT_EQ(r1.payload, Payload(50, 9));
   EXPECT_TRUE(r1.checksum_ok);
+
+  // A DATA_ACK behind the subflow ACK (the peer acknowledged the subflow, not yet the data): the
+  // local stack must see the DATA_ACK, so this one is translated and the DSS removed.
+  d.data_ack = DssDataAck{idsn_a + 1 + 60, true};
+  d.mapping = DssMapping{idsn_b + 1 + 50, true, 51, 10, std::nullopt};
+  Seen r2 = In({.seq = kIsnB + 51, .ack = kIsnA + 101, .mptcp = {d}, .payload = Payload(10, 9)});
+  EXPECT_TRUE(r2.rewritten);
+  EXPECT_EQ(r2.mptcp_options, 0u);
+  EXPECT_EQ(r2.tcp.ack, kIsnA + 61);
+  EXPECT_TRUE(r2.checksum_ok);
+  EXPECT_EQ(engine_.counter(Counter::kInboundKeptDss), 1u);
 
   // Now a regular DSS: DATA_ACK from the TCP ACK, mapping DSN/SSN/length of exactly this payload.
   Seen d2 = Out({.seq = kIsnA + 101, .ack = kIsnB + 51, .payload = Payload(200, 3)});

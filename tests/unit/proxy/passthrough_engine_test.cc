@@ -32,7 +32,7 @@ class PassthroughEngineTest : public ::testing::Test {
   }
   uint64_t Count(PassCounter c) const { return engine_.counters().Get(c); }
 
-  PassthroughEngine engine_;
+  PassthroughEngine engine_{PassthroughEngine::Options{.send_back = true}};
   packet::PacketOut out_;
   packet::Actions actions_;
 };
@@ -110,6 +110,28 @@ TEST_F(PassthroughEngineTest, ChecksumPartialGetsFullChecksum) {
   EXPECT_EQ(Count(PassCounter::kCsumNotReady), 1u);
   EXPECT_EQ(Count(PassCounter::kGso), 1u);
   EXPECT_EQ(Count(PassCounter::kReemitted), 1u);
+}
+
+TEST_F(PassthroughEngineTest, DefaultVerifiesReemitThenAcceptsOriginal) {
+  // The default engine does all the work of a re-emit, but a packet that came out the same is
+  // accepted as it was: no verdict payload, and CHECKSUM_PARTIAL stays with the kernel.
+  PassthroughEngine verify;
+  for (auto hex : packet::testing::AllGolden()) {
+    auto pkt = FromHex(hex);
+    packet::PacketMeta meta;
+    meta.csum_not_ready = true;  // checksum field differs in the re-emit; still "the same"
+    verify.OnPacket(packet::Time{}, meta, pkt, out_, actions_);
+    EXPECT_EQ(out_.verdict, packet::Verdict::kAccept);
+    EXPECT_FALSE(out_.rewritten);
+  }
+  EXPECT_EQ(verify.counters().Get(PassCounter::kReemitted), 5u);
+  EXPECT_EQ(verify.counters().Get(PassCounter::kReemitMismatch), 0u);
+  EXPECT_EQ(verify.counters().Get(PassCounter::kSentBack), 0u);
+  EXPECT_EQ(engine_.counters().Get(PassCounter::kSentBack), 0u);
+  auto pkt = FromHex(packet::testing::kIpv4Syn);
+  Run(pkt);
+  EXPECT_TRUE(out_.rewritten);
+  EXPECT_EQ(Count(PassCounter::kSentBack), 1u);
 }
 
 TEST_F(PassthroughEngineTest, ParseOnlyMode) {

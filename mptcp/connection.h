@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "mptcp/mapping_table.h"
 #include "packet/address.h"
@@ -37,6 +39,33 @@ struct TxMapping {
   bool mpc = false;  // sent as MP_CAPABLE + data (implicit mapping, RFC 8684 §3.1)
   std::optional<uint16_t> checksum;
   [[nodiscard]] uint64_t end() const { return off + len + (fin ? 1 : 0); }
+};
+
+// One TCP subflow of a connection on the wire (RFC 8684 §3.2). The initial subflow shares the
+// connection's TCP-side tuple; join subflows have their own wire tuple and sequence spaces, and
+// the engine rewrites addresses, ports and sequence numbers between them and the TCP side.
+enum class SubflowState : uint8_t {
+  kSynSent,       // active join: MP_JOIN SYN sent, waiting for the SYN/ACK
+  kPreEstablished,  // active join: third ACK sent, waiting for the fourth ACK (no data yet)
+  kSynReceived,   // passive join: our SYN/ACK sent, waiting for the third ACK
+  kEstablished,   // may carry data
+  kClosing,       // FIN or RST exchanged on this subflow; the connection lives on
+  kClosed,
+};
+[[nodiscard]] std::string_view Name(SubflowState s);
+
+// The fields below are the contract with proxy/ (conn show); the engine may keep more.
+struct SubflowInfo {
+  uint8_t local_id = 0;          // our address ID (0: the initial address, RFC 8684 §3.4.1)
+  uint8_t remote_id = 0;         // the peer's address ID
+  packet::FourTuple tuple;       // wire tuple, local -> remote
+  std::string ifname;            // local interface ("" when not known)
+  SubflowState state = SubflowState::kSynSent;
+  bool initial = false;          // the MP_CAPABLE subflow
+  bool backup_local = false;     // we asked the peer to use it only as backup (MP_PRIO / B flag)
+  bool backup_remote = false;    // the peer asked us to
+  bool active = false;           // new local data is sent on it
+  uint64_t bytes_tx = 0, bytes_rx = 0;  // payload bytes sent/received on this subflow
 };
 
 struct Connection {

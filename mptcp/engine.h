@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -23,6 +24,7 @@
 #include "mptcp/options.h"
 #include "packet/address.h"
 #include "packet/engine.h"
+#include "packet/result.h"
 #include "packet/tcp_packet.h"
 
 namespace mproxy::mptcp {
@@ -48,6 +50,43 @@ struct EngineConfig {
   int fin_retries = 8;
 };
 
+// A local interface the engine may open subflows from. The daemon learns these from the kernel
+// (names given on its command line) and refreshes them when addresses change.
+struct LocalInterface {
+  std::string name;  // "wlan0"
+  uint32_t ifindex = 0;
+  std::vector<packet::IpAddress> addresses;  // both families; the first of a family is used
+};
+
+enum class HandoverMode : uint8_t {
+  // Seed §5.3: ensure a subflow on `to`, MP_PRIO backup on `from`'s subflows and regular on `to`'s,
+  // move sending to `to`. `from` keeps working for retransmissions of what it carried.
+  kMakeBeforeBreak,
+  // Seed §5.4: `from` is treated as gone: REMOVE_ADDR for its address, a subflow on `to`, and
+  // everything outstanding on `from` is retransmitted on `to`.
+  kBreakBeforeMake,
+};
+
+struct HandoverRequest {
+  std::string from;  // interface name
+  std::string to;    // interface name
+  HandoverMode mode = HandoverMode::kMakeBeforeBreak;
+  std::optional<uint32_t> token;  // one connection (our local token); none: every established one
+};
+
+enum class HandoverState : uint8_t { kInProgress, kDone, kFailed };
+[[nodiscard]] std::string_view Name(HandoverState s);
+
+struct HandoverStatus {
+  HandoverState state = HandoverState::kInProgress;
+  size_t connections = 0;  // connections the request applies to
+  size_t moved = 0;        // connections whose sending moved to `to`
+  size_t failed = 0;       // connections where it could not (join refused, timed out, ...)
+  packet::Time started{};
+  std::optional<packet::Time> finished;
+  std::string error;  // why, when failed
+};
+
 class Engine final : public packet::Engine {
  public:
   Engine(EngineConfig config, packet::Rng& rng);
@@ -62,6 +101,22 @@ class Engine final : public packet::Engine {
   [[nodiscard]] uint64_t counter(Counter c) const { return counters_.Get(c); }
   [[nodiscard]] size_t connection_count() const { return conns_.size(); }
   void ForEachConnection(const std::function<void(const Connection&)>& visit) const;
+  // Every subflow of `c`, the initial one first.
+  void ForEachSubflow(const Connection& c, const std::function<void(const SubflowInfo&)>& visit) const;
+
+  // Control plane (mproxyctl; proxy/mptcp_commands.cc). Sans-I/O like the data path: packets to
+  // send come back in `actions`, progress is read back with HandoverStatusOf() after later packets
+  // and timers. Errors are for requests that cannot start (unknown interface, no address of the
+  // connection's family, no such connection).
+  void SetInterfaces(std::vector<LocalInterface> interfaces);
+  [[nodiscard]] Result<uint64_t> StartHandover(packet::Time now, const HandoverRequest& request,
+                                               packet::Actions& actions);
+  [[nodiscard]] std::optional<HandoverStatus> HandoverStatusOf(uint64_t id) const;
+  // Opens (or closes) a subflow of connection `token` from interface `ifname`.
+  [[nodiscard]] Result<void> AddSubflow(packet::Time now, uint32_t token, std::string_view ifname,
+                                        bool backup, packet::Actions& actions);
+  [[nodiscard]] Result<void> RemoveSubflow(packet::Time now, uint32_t token,
+                                           std::string_view ifname, packet::Actions& actions);
 
  private:
   using ConnMap = std::unordered_map<packet::FourTuple, std::unique_ptr<Connection>>;
@@ -120,6 +175,7 @@ class Engine final : public packet::Engine {
   ConnMap conns_;  // keyed by the local -> remote 4-tuple
   std::unordered_set<uint32_t> local_tokens_;
   std::set<std::pair<packet::Time, Connection*>> timers_;
+  std::vector<LocalInterface> interfaces_;
 };
 
 }  // namespace mproxy::mptcp

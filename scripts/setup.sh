@@ -12,7 +12,7 @@ PACKAGES=(
   # runtime
   iptables iproute2 procps
   # test and bench
-  libgtest-dev libgmock-dev googletest libbenchmark-dev python3 tshark tcpdump iperf3 ethtool
+  libgtest-dev libgmock-dev googletest libbenchmark-dev python3 tshark tcpdump iperf3 ethtool mptcpize
 )
 
 missing=()

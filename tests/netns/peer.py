@@ -80,6 +80,7 @@ def transfer(sock, i, args):
     t.start()
     h = hashlib.sha256()
     got = 0
+    trace = [] if args.trace else None
     try:
         while True:
             data = sock.recv(1 << 20)
@@ -87,9 +88,17 @@ def transfer(sock, i, args):
                 break
             h.update(data)
             got += len(data)
+            if trace is not None:
+                trace.append((time.time(), got))
     except OSError as e:
         result["rx_error"] = str(e)
     t.join()
+    if trace is not None:
+        # Received bytes (= data sequence offset) against wall-clock time, one line per recv():
+        # the plottable DSN-versus-time trace of a handover bench.
+        with open("%s.%d" % (args.trace, i), "w") as f:
+            f.write("time_s,bytes\n")
+            f.writelines("%.6f,%d\n" % e for e in trace)
     result["rx_bytes"] = got
     result["rx_sha256"] = h.hexdigest()
     result["mptcp"] = mptcp_info(sock)
@@ -181,6 +190,7 @@ def main():
                    help="never shut down the sending side (with --reset: the RST ends it)")
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--ready", help="file to create once listening (server mode)")
+    p.add_argument("--trace", help="write received bytes versus time to TRACE.<conn> (CSV)")
     args = p.parse_args()
     return server(args) if args.mode == "server" else client(args)
 

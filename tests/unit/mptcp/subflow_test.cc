@@ -1020,7 +1020,7 @@ class ScriptedTcp {
 class Simulation {
  public:
   explicit Simulation(uint64_t seed)
-      : rng_a_(seed), rng_b_(seed + 1), a_(Cfg(), rng_a_), b_(Cfg(), rng_b_),
+      : rng_a_(seed), rng_b_(seed + 1), loss_rng_(seed * 7 + 3), a_(Cfg(), rng_a_), b_(Cfg(), rng_b_),
         stack_a_(FourTuple{Eth(), Server(), 40000, 5201}, true, 0x10000000, Data(300'000, 1)),
         stack_b_(FourTuple{Server(), Eth(), 5201, 40000}, false, 0xfffff000, Data(200'000, 2)) {
     a_.SetInterfaces({LocalInterface{"eth0", 2, {Eth()}}, LocalInterface{"wlan0", 3, {Wlan()}}});
@@ -1075,6 +1075,7 @@ class Simulation {
   Time now() const { return now_; }
   int tick() const { return tick_; }
   bool eth_up = true;
+  uint32_t loss_per_mille = 0;  // random loss on both paths
   uint64_t wire_bytes_eth = 0, wire_bytes_wlan = 0;  // TCP payload per path
 
  private:
@@ -1108,12 +1109,13 @@ class Simulation {
     EXPECT_TRUE(TcpChecksumOk(pkt));
     const bool eth = p->ip.src == Eth() || p->ip.dst == Eth();
     if (eth && !eth_up) return;  // the path is broken
+    if (loss_per_mille > 0 && loss_rng_.Below(1000) < loss_per_mille) return;
     (eth ? wire_bytes_eth : wire_bytes_wlan) += p->payload_len;
     const bool to_a = p->ip.dst == Eth() || p->ip.dst == Wlan();
     Through(to_a ? a_ : b_, Hook::kPreRouting, std::move(pkt));
   }
 
-  Xoshiro256 rng_a_, rng_b_;
+  Xoshiro256 rng_a_, rng_b_, loss_rng_;
   Engine a_, b_;
   ScriptedTcp stack_a_, stack_b_;
   std::vector<std::vector<uint8_t>> wire_;
@@ -1170,6 +1172,51 @@ TEST(SubflowSimulation, MakeBeforeBreakHandoverMidTransfer) {
     EXPECT_EQ(s.b().counter(Counter::kNoMapping), 0u);
     EXPECT_EQ(s.a().counter(Counter::kMappingConflict), 0u);
     EXPECT_EQ(s.b().counter(Counter::kMappingConflict), 0u);
+  }
+}
+
+TEST(SubflowSimulation, HandoverUnderLoss) {
+  for (uint64_t seed = 6; seed < 26; ++seed) {
+    for (HandoverMode mode : {HandoverMode::kMakeBeforeBreak, HandoverMode::kBreakBeforeMake}) {
+      Simulation s(seed);
+      s.loss_per_mille = 20;
+      std::optional<uint64_t> id;
+      s.Run(200'000, [&](int tick) {
+        // (Both ends must have completed the MP_CAPABLE handshake: until the passive side has
+        // the client's key from the third ACK it cannot check a join, RFC 8684 §3.1/§3.2.)
+        bool established = false, b_established = false;
+        s.a().ForEachConnection(
+            [&](const Connection& c) { established = c.state == ConnState::kEstablished; });
+        s.b().ForEachConnection(
+            [&](const Connection& c) { b_established = c.state == ConnState::kEstablished; });
+        established = established && b_established;
+        if (!id && established && tick >= 20 + static_cast<int>(seed)) {
+          if (mode == HandoverMode::kBreakBeforeMake) s.eth_up = false;
+          Actions act;
+          auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", mode, {}}, act);
+          ASSERT_TRUE(r.ok());
+          id = r.value();
+          s.Inject(act);
+        }
+      });
+      SCOPED_TRACE(testing::Message() << "seed " << seed << " mode " << static_cast<int>(mode));
+      ExpectExact(s);
+      if (getenv("SIM_DEBUG") != nullptr) {
+        std::printf("seed %lu mode %d ticks %d rto %d/%d eth %lu wlan %lu moved %lu/%lu\n",
+                    static_cast<unsigned long>(seed), static_cast<int>(mode), s.tick(),
+                    s.stack_a().rtos(), s.stack_b().rtos(),
+                    static_cast<unsigned long>(s.wire_bytes_eth),
+                    static_cast<unsigned long>(s.wire_bytes_wlan),
+                    static_cast<unsigned long>(s.a().counter(Counter::kTxMovedSubflow)),
+                    static_cast<unsigned long>(s.b().counter(Counter::kTxMovedSubflow)));
+      }
+      ASSERT_TRUE(id);
+      EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+      EXPECT_EQ(s.a().HandoverStatusOf(*id)->moved, 1u);
+      EXPECT_GT(s.wire_bytes_wlan, 0u);
+      EXPECT_EQ(s.a().counter(Counter::kMappingConflict), 0u);
+      EXPECT_EQ(s.b().counter(Counter::kMappingConflict), 0u);
+    }
   }
 }
 

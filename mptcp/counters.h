@@ -99,6 +99,7 @@ namespace mproxy::mptcp {
   X(kJoinEstablished, "MpJoinEstablished")                                                  \
   X(kJoinRstTx, "MpJoinRstTx")                   /* RST forged on a join subflow */         \
   X(kJoinDupSyn, "MpJoinDupSyn")                 /* SYN for a known join tuple */           \
+  X(kJoinLimit, "MpJoinLimit")                   /* max_subflows reached: RST */            \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

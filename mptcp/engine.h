@@ -54,6 +54,9 @@ struct EngineConfig {
   // join_rto, doubling, join_retries times in all; then the join fails (like a TCP SYN).
   std::chrono::milliseconds join_rto{1'000};
   int join_retries = 5;
+  // Subflows per connection, the initial one included (Linux caps extra subflows at 8): a peer
+  // cannot make us hold unbounded join state.
+  size_t max_subflows = 8;
 };
 
 // A local interface the engine may open subflows from. The daemon learns these from the kernel

@@ -64,6 +64,13 @@ bool InHandshake(const Subflow& sf) {
          sf.state == SubflowState::kSynReceived;
 }
 
+// Subflows that hold state the peer can still use, the initial one included.
+size_t LiveSubflows(const Connection& c) {
+  size_t n = c.multi ? 0 : 1;
+  for (const auto& sf : c.subflows) n += sf->state != SubflowState::kClosed ? 1 : 0;
+  return n;
+}
+
 bool HasAddress(const LocalInterface& i, const packet::IpAddress& a) {
   return std::find(i.addresses.begin(), i.addresses.end(), a) != i.addresses.end();
 }
@@ -380,7 +387,11 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
     }
   }
   if (addr == nullptr) {
-    return MakeError("subflow: interface " + iface.name + " has no address of the connection's family");
+    return MakeError("subflow: interface " + iface.name +
+                     " has no address of the connection's family");
+  }
+  if (LiveSubflows(c) >= config_.max_subflows) {
+    return MakeError("subflow: the connection has the maximum number of subflows");
   }
   // Source port: the Linux ephemeral range, unused by any tuple we know (RFC 6056 §3.2 spirit).
   FourTuple t{*addr, c.tuple.dst, 0, c.tuple.dport};
@@ -545,6 +556,12 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
     return;
   }
   Connection& c = *found;
+  if (LiveSubflows(c) >= config_.max_subflows) {
+    counters_.Inc(Counter::kJoinRejected);
+    counters_.Inc(Counter::kJoinLimit);
+    ForgeHandshakeRst(p, actions);
+    return;
+  }
   c.last_activity = now;
   auto fresh = std::make_unique<Subflow>();
   Subflow& sf = *fresh;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "mptcp/crypto.h"
 #include "mptcp/engine.h"
@@ -732,6 +733,134 @@ TEST_F(SubflowTest, NoAddressOfTheFamilyIsAnError) {
   EXPECT_FALSE(
       engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, token_a_}, a).ok());
   EXPECT_TRUE(a.forged.empty());
+}
+
+TEST_F(SubflowTest, AddSubflowAsBackupThenRemoveIt) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", /*backup=*/true, a).ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  ASSERT_EQ(f[0].mptcp_raw.size(), 1u);
+  EXPECT_EQ(f[0].mptcp_raw[0][2], 0x11);  // subtype 1, B = 1 (interop §1.3)
+  const FourTuple w = f[0].tuple;
+  join_syn_ = f[0];
+  nonce_a_ = f[0].mp.mp_join->nonce;
+  (void)In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck, .ws = kPeerJoinWs,
+               .ts = TimestampsOption{90000, 1003},
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90001, 1003},
+               .mptcp = {PeerDss(100)}});
+  TakeForged();
+  // A backup subflow without a handover: sending stays on the initial subflow.
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_TRUE(sfs[0].active);
+  EXPECT_TRUE(sfs[1].backup_local);
+  EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);
+  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(10, 1)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  EXPECT_EQ(d.tcp.seq, kIsnA + 101);  // the initial subflow's SSNs still equal the TSNs
+  EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "nope", false, a).ok());
+  // Removing it: a FIN on it, the connection stays.
+  ASSERT_TRUE(engine_.RemoveSubflow(now_, token_a_, "wlan0", a).ok());
+  Collect(a);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kClosing);
+  // The last subflow cannot be removed.
+  EXPECT_FALSE(engine_.RemoveSubflow(now_, token_a_, "eth0", a).ok());
+}
+
+TEST_F(SubflowTest, HandoverBackUsesTheExistingSubflow) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(50, 1)});  // on the join
+  Actions a;
+  auto id = engine_.StartHandover(now_, HandoverRequest{"wlan0", "eth0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  // No new join: the initial subflow is still there (as backup); MP_PRIO flips both at once.
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_TRUE(f[0].mp.mp_prio && f[0].mp.mp_prio->backup);
+  EXPECT_EQ(f[1].tuple, LocalTuple());
+  EXPECT_TRUE(f[1].mp.mp_prio && !f[1].mp.mp_prio->backup);
+  auto st = engine_.HandoverStatusOf(id.value());
+  EXPECT_EQ(st->state, HandoverState::kDone);
+  EXPECT_EQ(st->moved, 1u);
+  // New data continues on the initial subflow after the SSNs it already used.
+  Seen d = Out({.seq = kIsnA + 151, .ack = kIsnB + 101, .payload = Payload(20, 2)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  EXPECT_EQ(d.tcp.seq, kIsnA + 101);
+  EXPECT_EQ(d.mp.dss->mapping->ssn, 101u);
+  EXPECT_EQ(d.mp.dss->mapping->dsn, idsn_a_ + 1 + 150);
+  auto sfs = Subflows();
+  EXPECT_TRUE(sfs[0].active);
+  EXPECT_EQ(sfs[0].bytes_tx, 120u);
+  EXPECT_EQ(sfs[1].bytes_tx, 50u);
+}
+
+TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // Mutations of valid packets on both subflows and from the local stack: every outcome is a
+  // verdict (and counted), never a crash; accepted inbound packets always carry the TCP-side tuple.
+  Xoshiro256 r(42);
+  const std::vector<std::vector<uint8_t>> seeds = {
+      Build(w.Reversed(), {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                           .ts = TimestampsOption{90100, 1003},
+                           .mptcp = {PeerDss(100, {{100, 100}}, 0)}, .payload = Payload(100, 6)}),
+      Build(w.Reversed(), {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                           .flags = tcp_flags::kAck | tcp_flags::kFin, .mptcp = {PeerDss(100)}}),
+      Build(w.Reversed(), {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+                           .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                           .mptcp = {PeerSynAck(1)}}),
+      Build(LocalTuple().Reversed(), {.seq = kIsnB + 101, .ack = kIsnA + 101,
+                                      .mptcp = {PeerDss(100, {{100, 10}}, 100)},
+                                      .payload = Payload(10, 1)}),
+  };
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<uint8_t> pkt = seeds[r.Below(seeds.size())];
+    const int flips = 1 + static_cast<int>(r.Below(4));
+    for (int k = 0; k < flips; ++k) {
+      // Keep the IP header mostly intact so the TCP part is what gets exercised.
+      const size_t at = 20 + r.Below(pkt.size() - 20);
+      pkt[at] = static_cast<uint8_t>(r.Next64());
+    }
+    PacketOut out;
+    Actions a;
+    PacketMeta meta;
+    meta.hook = r.Below(4) == 0 ? Hook::kLocalOut : Hook::kPreRouting;
+    std::vector<uint8_t> copy = pkt;
+    engine_.OnPacket(now_, meta, MutableBytes(copy), out, a);
+    if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && out.rewritten) {
+      std::vector<uint8_t> res(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
+      res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
+      auto p = ParseTcpPacket(MutableBytes(res));
+      ASSERT_TRUE(p.ok());
+      EXPECT_NE(p->tuple(), w.Reversed()) << "a join packet reached the local stack untranslated";
+    }
+    now_ += std::chrono::milliseconds(1);
+  }
+}
+
+TEST_F(SubflowTest, JoinLimitIsEnforced) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
+  EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
+  Collect(a);
+  std::set<uint16_t> ports;
+  for (auto& f : TakeForged()) ports.insert(f.tuple.sport);
+  EXPECT_EQ(ports.size(), 7u);  // a fresh source port for each
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,21 +8,30 @@ namespace mproxy::mptcp {
 
 std::string_view Name(SubflowState s) {
   switch (s) {
-    case SubflowState::kSynSent: return "syn-sent";
-    case SubflowState::kPreEstablished: return "pre-established";
-    case SubflowState::kSynReceived: return "syn-received";
-    case SubflowState::kEstablished: return "established";
-    case SubflowState::kClosing: return "closing";
-    case SubflowState::kClosed: return "closed";
+    case SubflowState::kSynSent:
+      return "syn-sent";
+    case SubflowState::kPreEstablished:
+      return "pre-established";
+    case SubflowState::kSynReceived:
+      return "syn-received";
+    case SubflowState::kEstablished:
+      return "established";
+    case SubflowState::kClosing:
+      return "closing";
+    case SubflowState::kClosed:
+      return "closed";
   }
   return "?";
 }
 
 std::string_view Name(HandoverState s) {
   switch (s) {
-    case HandoverState::kInProgress: return "in-progress";
-    case HandoverState::kDone: return "done";
-    case HandoverState::kFailed: return "failed";
+    case HandoverState::kInProgress:
+      return "in-progress";
+    case HandoverState::kDone:
+      return "done";
+    case HandoverState::kFailed:
+      return "failed";
   }
   return "?";
 }
@@ -95,6 +104,13 @@ Result<uint64_t> Engine::StartHandover(packet::Time now, const HandoverRequest& 
     for (auto& [t, c] : conns_) {
       if (c->state == ConnState::kEstablished && c->remote_key_known) targets.push_back(c.get());
     }
+  }
+  // Finished requests are kept for HandoverStatusOf() until many newer ones exist.
+  constexpr size_t kKeptHandovers = 256;
+  for (auto it = handovers_.begin();
+       handovers_.size() >= kKeptHandovers && it != handovers_.end();) {
+    it = it->second.status.state != HandoverState::kInProgress ? handovers_.erase(it)
+                                                               : std::next(it);
   }
   const uint64_t id = next_handover_++;
   HandoverJob& job = handovers_[id];

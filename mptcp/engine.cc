@@ -184,8 +184,9 @@ bool Engine::NewKey(Connection& c) {
 
 uint8_t Engine::MpcFlags(const Connection& c) const {
   // H: HMAC-SHA256 (the only v1 algorithm). A: checksums. C: "do not join my initial
-  // address/port" — until joins are implemented (issue 4) a native peer must not try, or its join
-  // would fail with MPRstTx (RFC 8684 §3.1).
+  // address/port" (RFC 8684 §3.1): the mobile host is the joiner (mptcp/subflow.cc); a native
+  // server must not open subflows towards a client behind NAT. Joins that arrive anyway (another
+  // mproxyd, a native client) are still answered (passive joins).
   return static_cast<uint8_t>(kMpcFlagHmacSha256 | kMpcFlagNoJoinInitial |
                               (c.checksums ? kMpcFlagChecksum : 0));
 }

@@ -133,6 +133,9 @@ void Engine::MigrateToMulti(Connection& c) {
   s.ts_offset = 0;  // the local stack already knows this subflow's timestamps
   s.ts_offset_set = true;
   s.ttl = c.ttl;
+  // Forged packets of the initial subflow leave by its interface once there are several (the
+  // default route may point elsewhere after a handover).
+  if (const LocalInterface* i = InterfaceOf(c.tuple.src)) s.ifindex = i->ifindex;
   s.bytes_tx = c.bytes_tx;
   s.bytes_rx = c.bytes_rx;
   if (c.tx_high > c.tx_acked) c.send.Assign(c.tx_acked, c.tx_acked, c.tx_high - c.tx_acked, 0);
@@ -259,8 +262,8 @@ void Engine::ForgeRstOn(Connection& c, Subflow& sf, uint8_t reason, packet::Acti
   MpTcpRst rst;
   rst.reason = reason;
   const uint32_t seq = sf.state == SubflowState::kSynSent ? sf.tx_isn + 1 : SndNxt(sf);
-  const uint8_t flags = sf.state == SubflowState::kSynSent ? tcp_flags::kRst
-                                                            : tcp_flags::kRst | tcp_flags::kAck;
+  const uint8_t flags =
+      sf.state == SubflowState::kSynSent ? tcp_flags::kRst : tcp_flags::kRst | tcp_flags::kAck;
   if (ForgeOn(c, sf, flags, seq, {rst}, actions, /*with_data_ack=*/false)) {
     counters_.Inc(Counter::kJoinRstTx);
   }
@@ -374,8 +377,8 @@ void Engine::ResetJoins(Connection& c, packet::Actions& actions) {
 // ---------------------------------------------------------------------------------------------
 // Active joins (we send the MP_JOIN SYN; RFC 8684 §3.2, interop §1.3).
 
-Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface& iface,
-                                  bool backup, packet::Actions& actions) {
+Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface& iface, bool backup,
+                                  packet::Actions& actions) {
   if (c.state != ConnState::kEstablished || !c.remote_key_known) {
     return MakeError("subflow: connection is not established");
   }
@@ -580,7 +583,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
   const auto ws = p.options.WindowScale();
   sf.ws = ws.has_value() && c.local_ws;
   sf.peer_wscale = sf.ws ? *ws : 0;
-  if (auto ts = p.options.Timestamps(); ts && c.local_ts) {
+  if (auto ts = p.options.Timestamps(); ts && c.local_ts && c.peer_ts) {
     sf.ts = true;
     sf.ts_recent = ts->tsval;
   }
@@ -808,7 +811,8 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
       uint64_t san = std::max(sf.rx_san, sf.recv.AckedPrefix(sf.rx_san, data_limit));
       // A subflow FIN is acknowledged once the DATA_FIN is (RFC 8684 §3.3.3), or at once when the
       // peer closed only this subflow.
-      if (sf.rx_sfin && san == *sf.rx_sfin && (data_fin_acked || sf.state == SubflowState::kClosing)) {
+      if (sf.rx_sfin && san == *sf.rx_sfin &&
+          (data_fin_acked || sf.state == SubflowState::kClosing)) {
         ++san;
       }
       sf.rx_san = san;
@@ -1018,10 +1022,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   if (dss != nullptr && dss->data_ack) {
     if (c.role == Role::kActive) c.peer_dss_seen = true;
     const DataSeq base(c.local_idsn + 1);
-    const DataSeq dan = dss->data_ack->is64
-                            ? DataSeq(dss->data_ack->value)
-                            : packet::Expand32(base + c.tx_acked,
-                                               static_cast<uint32_t>(dss->data_ack->value));
+    const DataSeq dan =
+        dss->data_ack->is64
+            ? DataSeq(dss->data_ack->value)
+            : packet::Expand32(base + c.tx_acked, static_cast<uint32_t>(dss->data_ack->value));
     const int64_t off = dan - base;
     const uint64_t sent = c.tx_high + (c.tx_fin ? 1 : 0);
     if (off >= 0 && static_cast<uint64_t>(off) > sent) {
@@ -1041,8 +1045,9 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   if (dss != nullptr && dss->mapping) {
     const DssMapping& m = *dss->mapping;
     const DataSeq base(c.remote_idsn + 1);
-    const DataSeq dsn = m.dsn64 ? DataSeq(m.dsn)
-                                : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
+    const DataSeq dsn = m.dsn64
+                            ? DataSeq(m.dsn)
+                            : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
     const int64_t dsn_off = dsn - base;
     const uint32_t data_bytes = m.data_len - (dss->data_fin ? 1u : 0u);
     const uint64_t ssn_off = packet::Expand32(DataSeq(sf.rx_ssn_high), m.ssn - 1u).value();
@@ -1057,7 +1062,8 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
             counters_.Inc(Counter::kMappingRx);
             if (ssn_off != static_cast<uint64_t>(dsn_off)) sf.rx_shifted = true;
             break;
-          case InsertResult::kDuplicate: break;
+          case InsertResult::kDuplicate:
+            break;
           case InsertResult::kConflict:
             counters_.Inc(Counter::kMappingConflict);
             out.verdict = packet::Verdict::kDrop;
@@ -1146,8 +1152,8 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     // Keep an empty segment's position relative to the stream head (engine.cc explains why).
     const uint64_t pos = *seg_off - (sf.rx_sfin && *seg_off > *sf.rx_sfin ? 1 : 0);
     const int64_t delta = static_cast<int64_t>(pos - sf.rx_ssn_high);
-    p.tcp.seq = WireOf(c.rx_isn, c.rx_dsn_high + static_cast<uint64_t>(delta) +
-                                     (c.rx_fin_delivered ? 1 : 0));
+    p.tcp.seq = WireOf(c.rx_isn,
+                       c.rx_dsn_high + static_cast<uint64_t>(delta) + (c.rx_fin_delivered ? 1 : 0));
   }
 
   bool sfin_only = false;
@@ -1198,11 +1204,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
 
   const bool no_news = len == 0 && !deliver_fin && !ack_advanced;
   if (sfin_only && !ack_advanced) {
-    if (sf.rx_sfin && ((c.rx_data_fin && c.rx_dan > *c.rx_data_fin) ||
-                       sf.state != SubflowState::kEstablished)) {
+    if (sf.rx_sfin &&
+        ((c.rx_data_fin && c.rx_dan > *c.rx_data_fin) || sf.state != SubflowState::kEstablished)) {
       sf.rx_san = std::max(sf.rx_san, *sf.rx_sfin + 1);
-      if (sf.rx_san > sf.rx_san_sent &&
-          ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+      if (sf.rx_san > sf.rx_san_sent && ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
         counters_.Inc(Counter::kSubflowAckTx);
       }
     }
@@ -1230,8 +1235,8 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   const uint8_t init_shift = c.local_ws && c.peer_ws ? c.peer_wscale : 0;
   if (sf.peer_wscale != init_shift) {
     const uint64_t bytes = uint64_t{p.tcp.window} << std::min<uint8_t>(sf.peer_wscale, 14);
-    p.tcp.window = static_cast<uint16_t>(std::min<uint64_t>(bytes >> std::min<uint8_t>(init_shift, 14),
-                                                            0xffff));
+    p.tcp.window = static_cast<uint16_t>(
+        std::min<uint64_t>(bytes >> std::min<uint8_t>(init_shift, 14), 0xffff));
     counters_.Inc(Counter::kWindowRescaled);
   }
   // Timestamps: each subflow's peer clock has its own offset (Linux: per address pair); the local
@@ -1307,7 +1312,8 @@ void Engine::JoinTimers(Time now, Connection& c, packet::Actions& actions) {
           }
         }
         break;
-      case SubflowState::kClosed: break;
+      case SubflowState::kClosed:
+        break;
     }
   }
 }

@@ -19,9 +19,9 @@ namespace {
 using namespace packet;  // NOLINT(google-build-using-namespace): test brevity
 
 constexpr uint64_t kKeyB = 0x0102030405060708ULL;  // the peer's key
-constexpr uint32_t kIsnA = 1000;                     // local stack's ISN
-constexpr uint32_t kIsnB = 0x70000000;               // peer's ISN on the initial subflow
-constexpr uint32_t kIsnJ = 0xfffffff0;               // peer's ISN on the join: wraps at once
+constexpr uint32_t kIsnA = 1000;                   // local stack's ISN
+constexpr uint32_t kIsnB = 0x70000000;             // peer's ISN on the initial subflow
+constexpr uint32_t kIsnJ = 0xfffffff0;             // peer's ISN on the join: wraps at once
 constexpr uint32_t kNonceB = 0xabcdef01;
 constexpr uint8_t kLocalWs = 7, kPeerWs = 9, kPeerJoinWs = 5;
 constexpr uint32_t kIfEth = 2, kIfWlan = 3;
@@ -199,7 +199,8 @@ class SubflowTest : public ::testing::Test {
   }
   std::vector<SubflowInfo> Subflows() {
     std::vector<SubflowInfo> v;
-    if (Conn() != nullptr) engine_.ForEachSubflow(*Conn(), [&](const SubflowInfo& i) { v.push_back(i); });
+    if (Conn() != nullptr)
+      engine_.ForEachSubflow(*Conn(), [&](const SubflowInfo& i) { v.push_back(i); });
     return v;
   }
   // Advances the clock by `d`, firing each timer at its own time.
@@ -216,13 +217,23 @@ class SubflowTest : public ::testing::Test {
 
   // Active open with window scaling, SACK and timestamps, then 100 bytes each way, all acked.
   void Establish() {
-    (void)Out({.seq = kIsnA, .flags = tcp_flags::kSyn, .window = 64240, .mss = 1460,
-               .ws = kLocalWs, .sack_perm = true, .ts = TimestampsOption{1000, 0}});
+    (void)Out({.seq = kIsnA,
+               .flags = tcp_flags::kSyn,
+               .window = 64240,
+               .mss = 1460,
+               .ws = kLocalWs,
+               .sack_perm = true,
+               .ts = TimestampsOption{1000, 0}});
     MpCapable synack;
     synack.form = MpCapable::Form::kSynAck;
     synack.sender_key = kKeyB;
-    (void)In({.seq = kIsnB, .ack = kIsnA + 1, .flags = tcp_flags::kSyn | tcp_flags::kAck,
-              .mss = 1460, .ws = kPeerWs, .sack_perm = true, .ts = TimestampsOption{5000, 1000},
+    (void)In({.seq = kIsnB,
+              .ack = kIsnA + 1,
+              .flags = tcp_flags::kSyn | tcp_flags::kAck,
+              .mss = 1460,
+              .ws = kPeerWs,
+              .sack_perm = true,
+              .ts = TimestampsOption{5000, 1000},
               .mptcp = {synack}});
     ASSERT_NE(Conn(), nullptr);
     key_a_ = Conn()->local_key;
@@ -230,11 +241,16 @@ class SubflowTest : public ::testing::Test {
     idsn_b_ = DeriveFromKey(kKeyB)->idsn;
     token_a_ = Conn()->local_token;
     (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .ts = TimestampsOption{1001, 5000}});
-    Seen d = Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .ts = TimestampsOption{1002, 5000},
+    Seen d = Out({.seq = kIsnA + 1,
+                  .ack = kIsnB + 1,
+                  .ts = TimestampsOption{1002, 5000},
                   .payload = Payload(100, 1)});
     ASSERT_EQ(d.verdict, Verdict::kAccept);
-    Seen r = In({.seq = kIsnB + 1, .ack = kIsnA + 101, .ts = TimestampsOption{5010, 1002},
-                 .mptcp = {PeerDss(100, {{0, 100}}, 0)}, .payload = Payload(100, 2)});
+    Seen r = In({.seq = kIsnB + 1,
+                 .ack = kIsnA + 101,
+                 .ts = TimestampsOption{5010, 1002},
+                 .mptcp = {PeerDss(100, {{0, 100}}, 0)},
+                 .payload = Payload(100, 2)});
     ASSERT_EQ(r.verdict, Verdict::kAccept);
     (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .ts = TimestampsOption{1003, 5010}});
     ASSERT_TRUE(Conn()->peer_dss_seen);
@@ -275,14 +291,19 @@ class SubflowTest : public ::testing::Test {
   // SYN/ACK, third ACK, fourth ACK: the join ends established and (make-before-break) active.
   FourTuple JoinAndHandover(HandoverMode mode = HandoverMode::kMakeBeforeBreak) {
     const FourTuple w = StartJoin(mode);
-    Seen sa = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
-                     .flags = tcp_flags::kSyn | tcp_flags::kAck, .mss = 1400, .ws = kPeerJoinWs,
+    Seen sa = In(w, {.seq = kIsnJ,
+                     .ack = join_syn_.tcp.seq + 1,
+                     .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                     .mss = 1400,
+                     .ws = kPeerJoinWs,
                      .ts = TimestampsOption{90000, 1003},
                      .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
     EXPECT_EQ(sa.verdict, Verdict::kDrop);
     third_ = TakeForged();
-    Seen fourth = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-                         .ts = TimestampsOption{90001, 1003}, .mptcp = {PeerDss(100)}});
+    Seen fourth = In(w, {.seq = kIsnJ + 1,
+                         .ack = join_syn_.tcp.seq + 1,
+                         .ts = TimestampsOption{90001, 1003},
+                         .mptcp = {PeerDss(100)}});
     EXPECT_EQ(fourth.verdict, Verdict::kDrop);
     return w;
   }
@@ -316,11 +337,18 @@ TEST_F(SubflowTest, HandoverForgesMpJoinSynGolden) {
   // Interop §1.3: 1e 0c 1b ID | Token-B | R-A; our address ID for wlan0's address is 1.
   ASSERT_EQ(join_syn_.mptcp_raw.size(), 1u);
   const uint32_t token_b = DeriveFromKey(kKeyB)->token;
-  std::vector<uint8_t> golden = {0x1e, 0x0c, 0x10, 0x01,
-                                 static_cast<uint8_t>(token_b >> 24), static_cast<uint8_t>(token_b >> 16),
-                                 static_cast<uint8_t>(token_b >> 8), static_cast<uint8_t>(token_b),
-                                 static_cast<uint8_t>(nonce_a_ >> 24), static_cast<uint8_t>(nonce_a_ >> 16),
-                                 static_cast<uint8_t>(nonce_a_ >> 8), static_cast<uint8_t>(nonce_a_)};
+  std::vector<uint8_t> golden = {0x1e,
+                                 0x0c,
+                                 0x10,
+                                 0x01,
+                                 static_cast<uint8_t>(token_b >> 24),
+                                 static_cast<uint8_t>(token_b >> 16),
+                                 static_cast<uint8_t>(token_b >> 8),
+                                 static_cast<uint8_t>(token_b),
+                                 static_cast<uint8_t>(nonce_a_ >> 24),
+                                 static_cast<uint8_t>(nonce_a_ >> 16),
+                                 static_cast<uint8_t>(nonce_a_ >> 8),
+                                 static_cast<uint8_t>(nonce_a_)};
   EXPECT_EQ(join_syn_.mptcp_raw[0], golden);
   auto st = engine_.HandoverStatusOf(handover_);
   ASSERT_TRUE(st);
@@ -358,8 +386,11 @@ TEST_F(SubflowTest, JoinSynIsRetransmittedThenTheHandoverFails) {
 TEST_F(SubflowTest, ThirdAckCarriesHmacAGolden) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   const FourTuple w = StartJoin();
-  Seen sa = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
-                   .flags = tcp_flags::kSyn | tcp_flags::kAck, .mss = 1400, .ws = kPeerJoinWs,
+  Seen sa = In(w, {.seq = kIsnJ,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .mss = 1400,
+                   .ws = kPeerJoinWs,
                    .ts = TimestampsOption{90000, 1003},
                    .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
   EXPECT_EQ(sa.verdict, Verdict::kDrop);  // never reaches the local stack
@@ -383,7 +414,9 @@ TEST_F(SubflowTest, ThirdAckCarriesHmacAGolden) {
   EXPECT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
 
   // Until the fourth ACK: the third ACK is retransmitted, and no data goes on the join.
-  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .ts = TimestampsOption{1004, 5010},
+  Seen d = Out({.seq = kIsnA + 101,
+                .ack = kIsnB + 101,
+                .ts = TimestampsOption{1004, 5010},
                 .payload = Payload(50, 3)});
   EXPECT_EQ(d.tuple, LocalTuple());
   EXPECT_EQ(d.tcp.seq, kIsnA + 101);
@@ -401,7 +434,8 @@ TEST_F(SubflowTest, ThirdAckCarriesHmacAGolden) {
 TEST_F(SubflowTest, BadSynAckHmacIsReset) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   const FourTuple w = StartJoin();
-  Seen sa = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+  Seen sa = In(w, {.seq = kIsnJ,
+                   .ack = join_syn_.tcp.seq + 1,
                    .flags = tcp_flags::kSyn | tcp_flags::kAck,
                    .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_) ^ 1)}});
   EXPECT_EQ(sa.verdict, Verdict::kDrop);
@@ -426,6 +460,7 @@ TEST_F(SubflowTest, FourthAckSwitchesWithMpPrio) {
   // MP_PRIO backup on the old subflow, regular on the new one, each next to a DSS DATA_ACK.
   ASSERT_EQ(f.size(), 2u);
   EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].ifindex, kIfEth);  // forged on the initial subflow: out of its interface
   ASSERT_TRUE(f[0].mp.mp_prio && f[0].mp.dss && f[0].mp.dss->data_ack);
   EXPECT_TRUE(f[0].mp.mp_prio->backup);
   EXPECT_EQ(f[0].mptcp_raw[1], (std::vector<uint8_t>{0x1e, 0x03, 0x51}));
@@ -456,8 +491,11 @@ TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
   TakeForged();
   const uint32_t jisn = join_syn_.tcp.seq;
   // New data (tx offsets 200..400): on the join, SSN from 1, DSN continuing the stream.
-  Seen d1 = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .window = 321,
-                 .ts = TimestampsOption{1010, 5010}, .sack = {{kIsnB + 200, kIsnB + 300}},
+  Seen d1 = Out({.seq = kIsnA + 201,
+                 .ack = kIsnB + 101,
+                 .window = 321,
+                 .ts = TimestampsOption{1010, 5010},
+                 .sack = {{kIsnB + 200, kIsnB + 300}},
                  .payload = Payload(200, 4)});
   EXPECT_EQ(d1.verdict, Verdict::kAccept);
   EXPECT_TRUE(d1.checksum_ok);
@@ -492,8 +530,11 @@ TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
   EXPECT_EQ(r1.tcp.seq, jisn + 1);
   EXPECT_EQ(engine_.counter(Counter::kTxSameSubflow), 2u);
   // The peer acknowledges on the join: the local stack gets the DATA_ACK as its ACK, on its tuple.
-  Seen a = In(w, {.seq = kIsnJ + 1, .ack = jisn + 301, .window = 100,
-                  .ts = TimestampsOption{90050, 1010}, .mptcp = {PeerDss(500)}});
+  Seen a = In(w, {.seq = kIsnJ + 1,
+                  .ack = jisn + 301,
+                  .window = 100,
+                  .ts = TimestampsOption{90050, 1010},
+                  .mptcp = {PeerDss(500)}});
   EXPECT_EQ(a.verdict, Verdict::kAccept);
   EXPECT_EQ(a.tuple, LocalTuple().Reversed());
   EXPECT_EQ(a.tcp.ack, kIsnA + 501);
@@ -509,9 +550,11 @@ TEST_F(SubflowTest, InboundDataOnJoinIsDeliveredAtItsTsn) {
   const FourTuple w = JoinAndHandover();
   TakeForged();
   // The peer sends stream bytes 100..200 on the join, at join SSN 1 (wrapping 2^32 at once).
-  Seen r = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+  Seen r = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
                   .ts = TimestampsOption{90100, 1003},
-                  .mptcp = {PeerDss(100, {{100, 100}}, 0)}, .payload = Payload(100, 6)});
+                  .mptcp = {PeerDss(100, {{100, 100}}, 0)},
+                  .payload = Payload(100, 6)});
   EXPECT_EQ(r.verdict, Verdict::kAccept);
   EXPECT_TRUE(r.checksum_ok);
   EXPECT_EQ(r.tuple, LocalTuple().Reversed());
@@ -524,14 +567,19 @@ TEST_F(SubflowTest, InboundDataOnJoinIsDeliveredAtItsTsn) {
   // continuation of the initial subflow's sequence, never a step back (PAWS, RFC 7323 §5).
   const uint32_t t1 = r.options.Timestamps()->tsval;
   EXPECT_EQ(t1, 5010u);
-  Seen r2 = In(w, {.seq = kIsnJ + 101, .ack = join_syn_.tcp.seq + 1,
+  Seen r2 = In(w, {.seq = kIsnJ + 101,
+                   .ack = join_syn_.tcp.seq + 1,
                    .ts = TimestampsOption{90110, 1003},
-                   .mptcp = {PeerDss(100, {{200, 50}}, 100)}, .payload = Payload(50, 7)});
+                   .mptcp = {PeerDss(100, {{200, 50}}, 100)},
+                   .payload = Payload(50, 7)});
   EXPECT_EQ(r2.tcp.seq, kIsnB + 201);
   EXPECT_EQ(r2.options.Timestamps()->tsval, t1 + 10);
   // A late segment on the initial subflow with its (lower) clock: still not behind.
-  Seen r3 = In({.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5015, 1003},
-                .mptcp = {PeerDss(100, {{250, 10}}, 100)}, .payload = Payload(10, 8)});
+  Seen r3 = In({.seq = kIsnB + 101,
+                .ack = kIsnA + 101,
+                .ts = TimestampsOption{5015, 1003},
+                .mptcp = {PeerDss(100, {{250, 10}}, 100)},
+                .payload = Payload(10, 8)});
   EXPECT_EQ(r3.tcp.seq, kIsnB + 251);
   EXPECT_GE(static_cast<int32_t>(r3.options.Timestamps()->tsval - (t1 + 10)), 0);
   // The local ACK of all of it: goes on the active join, and the initial subflow, which carried
@@ -552,7 +600,8 @@ TEST_F(SubflowTest, InboundDataOnJoinIsDeliveredAtItsTsn) {
   EXPECT_EQ(dup.verdict, Verdict::kDrop);
   EXPECT_EQ(engine_.counter(Counter::kNonActiveAckConsumed), 1u);
   // SACK blocks from the join are in its subflow space: removed before the local stack.
-  Seen sack = In(w, {.seq = kIsnJ + 151, .ack = join_syn_.tcp.seq + 1,
+  Seen sack = In(w, {.seq = kIsnJ + 151,
+                     .ack = join_syn_.tcp.seq + 1,
                      .ts = TimestampsOption{90120, 1020},
                      .sack = {{join_syn_.tcp.seq + 1, join_syn_.tcp.seq + 2}},
                      .mptcp = {PeerDss(100)}});
@@ -566,7 +615,9 @@ TEST_F(SubflowTest, PeerClosingTheJoinKeepsTheConnection) {
   const FourTuple w = JoinAndHandover();
   TakeForged();
   const uint32_t jisn = join_syn_.tcp.seq;
-  Seen fin = In(w, {.seq = kIsnJ + 1, .ack = jisn + 1, .flags = tcp_flags::kAck | tcp_flags::kFin,
+  Seen fin = In(w, {.seq = kIsnJ + 1,
+                    .ack = jisn + 1,
+                    .flags = tcp_flags::kAck | tcp_flags::kFin,
                     .mptcp = {PeerDss(100)}});
   EXPECT_EQ(fin.verdict, Verdict::kDrop);
   auto f = TakeForged();
@@ -594,8 +645,10 @@ TEST_F(SubflowTest, ConnectionCloseSendsFinOnEverySubflowAndFreesState) {
   TakeForged();
   const uint32_t jisn = join_syn_.tcp.seq;
   // Local FIN with 10 bytes: a DATA_FIN on the active join (mapping length 10 + 1).
-  Seen fin = Out({.seq = kIsnA + 101, .ack = kIsnB + 101,
-                  .flags = tcp_flags::kAck | tcp_flags::kFin, .payload = Payload(10, 1)});
+  Seen fin = Out({.seq = kIsnA + 101,
+                  .ack = kIsnB + 101,
+                  .flags = tcp_flags::kAck | tcp_flags::kFin,
+                  .payload = Payload(10, 1)});
   EXPECT_EQ(fin.tuple, w);
   EXPECT_FALSE(fin.tcp.has(tcp_flags::kFin));
   ASSERT_TRUE(fin.mp.dss && fin.mp.dss->mapping);
@@ -629,10 +682,14 @@ TEST_F(SubflowTest, ConnectionCloseSendsFinOnEverySubflowAndFreesState) {
   EXPECT_EQ(rfin.tuple, LocalTuple().Reversed());
   (void)Out({.seq = kIsnA + 112, .ack = kIsnB + 102});
   TakeForged();
-  Seen s1 = In(w, {.seq = kIsnJ + 1, .ack = jisn + 12,
-                   .flags = tcp_flags::kAck | tcp_flags::kFin, .mptcp = {PeerDss(111)}});
-  Seen s2 = In({.seq = kIsnB + 101, .ack = kIsnA + 102,
-                .flags = tcp_flags::kAck | tcp_flags::kFin, .mptcp = {PeerDss(111)}});
+  Seen s1 = In(w, {.seq = kIsnJ + 1,
+                   .ack = jisn + 12,
+                   .flags = tcp_flags::kAck | tcp_flags::kFin,
+                   .mptcp = {PeerDss(111)}});
+  Seen s2 = In({.seq = kIsnB + 101,
+                .ack = kIsnA + 102,
+                .flags = tcp_flags::kAck | tcp_flags::kFin,
+                .mptcp = {PeerDss(111)}});
   EXPECT_EQ(s1.verdict, Verdict::kDrop);
   EXPECT_EQ(s2.verdict, Verdict::kDrop);
   f = TakeForged();
@@ -650,7 +707,8 @@ TEST_F(SubflowTest, LocalRstResetsEverySubflow) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   const FourTuple w = JoinAndHandover();
   TakeForged();
-  Seen r = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  Seen r =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kRst | tcp_flags::kAck});
   EXPECT_TRUE(r.tcp.has(tcp_flags::kRst));
   EXPECT_TRUE(r.mp.mp_fastclose);
   EXPECT_TRUE(r.mp.mp_tcprst);
@@ -671,13 +729,17 @@ TEST_F(SubflowTest, BreakBeforeMakeRetransmitsOnTheNewSubflow) {
   Seen lost = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 3)});
   EXPECT_EQ(lost.verdict, Verdict::kDrop);
   EXPECT_EQ(engine_.counter(Counter::kNoSubflow), 1u);
-  Seen sa = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
-                   .flags = tcp_flags::kSyn | tcp_flags::kAck, .ws = kPeerJoinWs,
+  Seen sa = In(w, {.seq = kIsnJ,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .ws = kPeerJoinWs,
                    .ts = TimestampsOption{90000, 1003},
                    .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
   EXPECT_EQ(sa.verdict, Verdict::kDrop);
   TakeForged();
-  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90001, 1003},
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90001, 1003},
                .mptcp = {PeerDss(100)}});
   auto f = TakeForged();
   // REMOVE_ADDR for the old address (ID 0: the initial subflow's) on the new subflow.
@@ -730,8 +792,7 @@ TEST_F(SubflowTest, NoAddressOfTheFamilyIsAnError) {
                          LocalInterface{"wlan0", kIfWlan, {Addr("2001:db8::2")}}});
   Actions a;
   EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
-  EXPECT_FALSE(
-      engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, token_a_}, a).ok());
+  EXPECT_FALSE(engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, token_a_}, a).ok());
   EXPECT_TRUE(a.forged.empty());
 }
 
@@ -747,11 +808,15 @@ TEST_F(SubflowTest, AddSubflowAsBackupThenRemoveIt) {
   const FourTuple w = f[0].tuple;
   join_syn_ = f[0];
   nonce_a_ = f[0].mp.mp_join->nonce;
-  (void)In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
-               .flags = tcp_flags::kSyn | tcp_flags::kAck, .ws = kPeerJoinWs,
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .ws = kPeerJoinWs,
                .ts = TimestampsOption{90000, 1003},
                .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
-  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90001, 1003},
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90001, 1003},
                .mptcp = {PeerDss(100)}});
   TakeForged();
   // A backup subflow without a handover: sending stays on the initial subflow.
@@ -815,15 +880,21 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
   // verdict (and counted), never a crash; accepted inbound packets always carry the TCP-side tuple.
   Xoshiro256 r(42);
   const std::vector<std::vector<uint8_t>> seeds = {
-      Build(w.Reversed(), {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+      Build(w.Reversed(), {.seq = kIsnJ + 1,
+                           .ack = join_syn_.tcp.seq + 1,
                            .ts = TimestampsOption{90100, 1003},
-                           .mptcp = {PeerDss(100, {{100, 100}}, 0)}, .payload = Payload(100, 6)}),
-      Build(w.Reversed(), {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-                           .flags = tcp_flags::kAck | tcp_flags::kFin, .mptcp = {PeerDss(100)}}),
-      Build(w.Reversed(), {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+                           .mptcp = {PeerDss(100, {{100, 100}}, 0)},
+                           .payload = Payload(100, 6)}),
+      Build(w.Reversed(), {.seq = kIsnJ + 1,
+                           .ack = join_syn_.tcp.seq + 1,
+                           .flags = tcp_flags::kAck | tcp_flags::kFin,
+                           .mptcp = {PeerDss(100)}}),
+      Build(w.Reversed(), {.seq = kIsnJ,
+                           .ack = join_syn_.tcp.seq + 1,
                            .flags = tcp_flags::kSyn | tcp_flags::kAck,
                            .mptcp = {PeerSynAck(1)}}),
-      Build(LocalTuple().Reversed(), {.seq = kIsnB + 101, .ack = kIsnA + 101,
+      Build(LocalTuple().Reversed(), {.seq = kIsnB + 101,
+                                      .ack = kIsnA + 101,
                                       .mptcp = {PeerDss(100, {{100, 10}}, 100)},
                                       .payload = Payload(10, 1)}),
   };
@@ -842,7 +913,8 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
     std::vector<uint8_t> copy = pkt;
     engine_.OnPacket(now_, meta, MutableBytes(copy), out, a);
     if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && out.rewritten) {
-      std::vector<uint8_t> res(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
+      std::vector<uint8_t> res(out.head.begin(),
+                               out.head.begin() + static_cast<long>(out.head_len));
       res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
       auto p = ParseTcpPacket(MutableBytes(res));
       ASSERT_TRUE(p.ok());
@@ -855,7 +927,8 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
 TEST_F(SubflowTest, JoinLimitIsEnforced) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   Actions a;
-  for (int i = 0; i < 7; ++i) ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
+  for (int i = 0; i < 7; ++i)
+    ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
   EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
   Collect(a);
   std::set<uint16_t> ports;
@@ -870,10 +943,18 @@ class PassiveJoinTest : public SubflowTest {
  protected:
   void EstablishPassive() {
     MpCapable syn;
-    (void)In({.seq = kIsnB, .flags = tcp_flags::kSyn, .mss = 1460, .ws = kPeerWs,
-              .ts = TimestampsOption{5000, 0}, .mptcp = {syn}});
-    Seen sa = Out({.seq = kIsnA, .ack = kIsnB + 1, .flags = tcp_flags::kSyn | tcp_flags::kAck,
-                   .mss = 1460, .ws = kLocalWs, .ts = TimestampsOption{1000, 5000}});
+    (void)In({.seq = kIsnB,
+              .flags = tcp_flags::kSyn,
+              .mss = 1460,
+              .ws = kPeerWs,
+              .ts = TimestampsOption{5000, 0},
+              .mptcp = {syn}});
+    Seen sa = Out({.seq = kIsnA,
+                   .ack = kIsnB + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .mss = 1460,
+                   .ws = kLocalWs,
+                   .ts = TimestampsOption{1000, 5000}});
     ASSERT_TRUE(sa.mp.mp_capable);
     key_a_ = sa.mp.mp_capable->sender_key;
     idsn_a_ = DeriveFromKey(key_a_)->idsn;
@@ -883,8 +964,8 @@ class PassiveJoinTest : public SubflowTest {
     ack.form = MpCapable::Form::kAck;
     ack.sender_key = kKeyB;
     ack.receiver_key = key_a_;
-    (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .ts = TimestampsOption{5001, 1000},
-              .mptcp = {ack}});
+    (void)In(
+        {.seq = kIsnB + 1, .ack = kIsnA + 1, .ts = TimestampsOption{5001, 1000}, .mptcp = {ack}});
     ASSERT_EQ(Conn()->state, ConnState::kEstablished);
     TakeForged();
   }
@@ -905,8 +986,12 @@ TEST_F(PassiveJoinTest, SynAckHmacAndFourthAck) {
   const FourTuple w = JoinTuple();
   // Note the tuple: our side is the LocalTuple's source (port 40000 is the peer's there); here the
   // connection was opened by the peer, so the wire tuple is ours:5201 <- peer:45000.
-  Seen syn = In(w, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .mss = 1400, .ws = kPeerJoinWs,
-                    .ts = TimestampsOption{70000, 0}, .mptcp = {PeerSyn(token_a_)}});
+  Seen syn = In(w, {.seq = kIsnJ,
+                    .flags = tcp_flags::kSyn,
+                    .mss = 1400,
+                    .ws = kPeerJoinWs,
+                    .ts = TimestampsOption{70000, 0},
+                    .mptcp = {PeerSyn(token_a_)}});
   EXPECT_EQ(syn.verdict, Verdict::kDrop);  // never reaches the local stack
   auto f = TakeForged();
   ASSERT_EQ(f.size(), 1u);
@@ -926,7 +1011,9 @@ TEST_F(PassiveJoinTest, SynAckHmacAndFourthAck) {
   MpJoin third;
   third.form = MpJoin::Form::kAck;
   third.hmac = FullHmac(kKeyB, key_a_, kNonceB, nonce);
-  Seen t = In(w, {.seq = kIsnJ + 1, .ack = sa.tcp.seq + 1, .ts = TimestampsOption{70001, 1000},
+  Seen t = In(w, {.seq = kIsnJ + 1,
+                  .ack = sa.tcp.seq + 1,
+                  .ts = TimestampsOption{70001, 1000},
                   .mptcp = {third}});
   EXPECT_EQ(t.verdict, Verdict::kDrop);
   f = TakeForged();
@@ -942,8 +1029,11 @@ TEST_F(PassiveJoinTest, SynAckHmacAndFourthAck) {
   EXPECT_EQ(sfs[1].remote_id, 3);
   EXPECT_FALSE(sfs[1].active);
   // Data from the native client on the join: delivered to the local stack's tuple.
-  Seen d = In(w, {.seq = kIsnJ + 1, .ack = sa.tcp.seq + 1, .ts = TimestampsOption{70010, 1000},
-                  .mptcp = {PeerDss(0, {{0, 40}}, 0)}, .payload = Payload(40, 1)});
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = sa.tcp.seq + 1,
+                  .ts = TimestampsOption{70010, 1000},
+                  .mptcp = {PeerDss(0, {{0, 40}}, 0)},
+                  .payload = Payload(40, 1)});
   EXPECT_EQ(d.verdict, Verdict::kAccept);
   EXPECT_EQ(d.tuple, LocalTuple().Reversed());
   EXPECT_EQ(d.tcp.seq, kIsnB + 1);
@@ -1038,15 +1128,15 @@ class ScriptedTcp {
       const size_t n = std::min<size_t>(kMss, out_.size() - nxt_);
       std::vector<uint8_t> chunk(out_.begin() + static_cast<long>(nxt_),
                                  out_.begin() + static_cast<long>(nxt_ + n));
-      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(nxt_), Ack(), tcp_flags::kAck, chunk));
+      pkts.push_back(
+          Segment(isn_ + 1 + static_cast<uint32_t>(nxt_), Ack(), tcp_flags::kAck, chunk));
       if (nxt_ == una_) progress_at_ = tick;
       nxt_ += n;
       need_ack_ = false;
     }
     if (need_ack_) {
       need_ack_ = false;
-      pkts.push_back(
-          Segment(isn_ + 1 + static_cast<uint32_t>(nxt_), Ack(), tcp_flags::kAck, {}));
+      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(nxt_), Ack(), tcp_flags::kAck, {}));
     }
     return pkts;
   }
@@ -1149,7 +1239,11 @@ class ScriptedTcp {
 class Simulation {
  public:
   explicit Simulation(uint64_t seed)
-      : rng_a_(seed), rng_b_(seed + 1), loss_rng_(seed * 7 + 3), a_(Cfg(), rng_a_), b_(Cfg(), rng_b_),
+      : rng_a_(seed),
+        rng_b_(seed + 1),
+        loss_rng_(seed * 7 + 3),
+        a_(Cfg(), rng_a_),
+        b_(Cfg(), rng_b_),
         stack_a_(FourTuple{Eth(), Server(), 40000, 5201}, true, 0x10000000, Data(300'000, 1)),
         stack_b_(FourTuple{Server(), Eth(), 5201, 40000}, false, 0xfffff000, Data(200'000, 2)) {
     a_.SetInterfaces({LocalInterface{"eth0", 2, {Eth()}}, LocalInterface{"wlan0", 3, {Wlan()}}});
@@ -1204,7 +1298,7 @@ class Simulation {
   Time now() const { return now_; }
   int tick() const { return tick_; }
   bool eth_up = true;
-  uint32_t loss_per_mille = 0;  // random loss on both paths
+  uint32_t loss_per_mille = 0;                       // random loss on both paths
   uint64_t wire_bytes_eth = 0, wire_bytes_wlan = 0;  // TCP payload per path
 
  private:

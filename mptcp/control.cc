@@ -159,6 +159,20 @@ Result<uint64_t> Engine::StartHandover(packet::Time now, const HandoverRequest& 
       counters_.Inc(Counter::kHandoverMoved);
       continue;
     }
+    Subflow* joining = nullptr;  // a join on `to` already under way (AddSubflow, or a retry)
+    for (auto& sf : c.subflows) {
+      if ((sf->state == SubflowState::kSynSent || sf->state == SubflowState::kPreEstablished) &&
+          sf->joiner && !sf->handover &&
+          std::find(to->addresses.begin(), to->addresses.end(), sf->tuple.src) !=
+              to->addresses.end()) {
+        joining = sf.get();
+      }
+    }
+    if (joining != nullptr) {
+      joining->handover = id;
+      ++job.pending;
+      continue;
+    }
     auto sf = OpenJoin(now, c, *to, false, actions);
     if (!sf) {
       ++job.status.failed;

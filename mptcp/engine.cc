@@ -414,8 +414,10 @@ void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
   Option opt;
   bool have_opt = true;
   if (seq_off && (len > 0 || fin)) {
-    opt = MappingOption(c, TxMappingFor(c, c.tx_maps, *seq_off, len, fin, p.payload(), *seq_off, true),
-                        data_ack);
+    // One path: the segment's SSN offset is its TSN offset (DESIGN.md, SSN allocation).
+    const TxMapping& m =
+        TxMappingFor(c, c.tx_maps, *seq_off, len, fin, p.payload(), *seq_off, /*initial=*/true);
+    opt = MappingOption(c, m, data_ack);
   } else if (c.role == Role::kActive && !c.peer_dss_seen) {
     // Third ACK and every pure ACK until the peer's first DSS: MP_CAPABLE ACK with both keys
     // (RFC 8684 §3.1), so a lost third ACK is repaired by the next one.

@@ -860,6 +860,14 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
       }
     }
   }
+  if (rst && (sf == nullptr || !(Alive(*sf) && !sf->gone))) {
+    // Nothing left to carry the abort: the connection ends here all the same.
+    counters_.Inc(Counter::kRstTx);
+    ResetJoins(c, actions);
+    Close(now, c);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
   if (sf == nullptr || !(Alive(*sf) && !sf->gone)) {
     // Break-before-make before the new subflow is up, or every subflow closed: the local stack
     // retransmits what it sent (RTO) once there is somewhere to send it.
@@ -1035,7 +1043,13 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (*pkt_dan > c.tx_acked) {
         c.tx_acked = *pkt_dan;
         ack_advanced = true;
+        // DATA_ACKed bytes are never retransmitted: their routes and mappings can go.
         c.send.ForgetBelow(c.tx_acked);
+        for (auto& s : c.subflows) {
+          while (!s->tx_maps.empty() && s->tx_maps.front().end() <= c.tx_acked) {
+            s->tx_maps.pop_front();
+          }
+        }
       }
     }
   } else if (!rst) {

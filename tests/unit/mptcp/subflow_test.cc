@@ -936,6 +936,80 @@ TEST_F(SubflowTest, JoinLimitIsEnforced) {
   EXPECT_EQ(ports.size(), 7u);  // a fresh source port for each
 }
 
+TEST_F(SubflowTest, Ipv6JoinUsesTheInterfacesV6Address) {
+  engine_.SetInterfaces(
+      {LocalInterface{"eth0", kIfEth, {Addr("198.18.1.2"), Addr("2001:db8:1::2")}},
+       LocalInterface{"wlan0", kIfWlan, {Addr("198.18.2.2"), Addr("2001:db8:2::2")}}});
+  const FourTuple t{Addr("2001:db8:1::2"), Addr("2001:db8:3::2"), 40001, 5201};
+  (void)Run(Hook::kLocalOut, Build(t, {.seq = kIsnA,
+                                       .flags = tcp_flags::kSyn,
+                                       .mss = 1440,
+                                       .ws = kLocalWs,
+                                       .ts = TimestampsOption{1, 0}}));
+  MpCapable synack;
+  synack.form = MpCapable::Form::kSynAck;
+  synack.sender_key = kKeyB;
+  (void)Run(Hook::kPreRouting, Build(t.Reversed(), {.seq = kIsnB,
+                                                    .ack = kIsnA + 1,
+                                                    .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                                                    .mss = 1440,
+                                                    .ws = kPeerWs,
+                                                    .ts = TimestampsOption{2, 1},
+                                                    .mptcp = {synack}}));
+  ASSERT_NE(Conn(), nullptr);
+  Actions a;
+  auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple.src, Addr("2001:db8:2::2"));
+  EXPECT_EQ(f[0].tuple.dst, t.dst);
+  EXPECT_TRUE(f[0].checksum_ok);
+  EXPECT_EQ(f[0].options.Mss(), 1440 - 28);
+  ASSERT_TRUE(f[0].mp.mp_join);
+  EXPECT_EQ(f[0].mp.mp_join->token, DeriveFromKey(kKeyB)->token);
+}
+
+TEST_F(SubflowTest, HandoverAdoptsAJoinUnderWay) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", /*backup=*/true, a).ok());
+  auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // one join, not two
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kInProgress);
+  const FourTuple w = f[0].tuple;
+  join_syn_ = f[0];
+  nonce_a_ = f[0].mp.mp_join->nonce;
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kDone);
+  auto sfs = Subflows();
+  EXPECT_FALSE(sfs[1].backup_local);  // MP_PRIO made it regular
+  EXPECT_TRUE(sfs[1].active);
+}
+
+TEST_F(SubflowTest, LocalRstWithNoUsableSubflowStillEndsTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)StartJoin(HandoverMode::kBreakBeforeMake);
+  Seen r =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // the join in its handshake is reset
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+  EXPECT_EQ(engine_.HandoverStatusOf(handover_)->state, HandoverState::kFailed);
+  Tick(std::chrono::seconds(11));
+  EXPECT_EQ(engine_.connection_count(), 0u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Passive joins: a native client (the peer, key B) joins us.
 

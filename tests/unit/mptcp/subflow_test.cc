@@ -1208,9 +1208,18 @@ class ScriptedTcp {
       nxt_ += n;
       need_ack_ = false;
     }
+    if (close_ && una_ == out_.size() && !fin_acked_ && (!fin_sent_ || tick - fin_at_ > 300)) {
+      if (fin_sent_) ++rtos_;
+      fin_sent_ = true;
+      fin_at_ = tick;
+      need_ack_ = false;
+      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(out_.size()), Ack(),
+                             tcp_flags::kAck | tcp_flags::kFin, {}));
+    }
     if (need_ack_) {
       need_ack_ = false;
-      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(nxt_), Ack(), tcp_flags::kAck, {}));
+      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(nxt_) + (fin_sent_ ? 1 : 0), Ack(),
+                             tcp_flags::kAck, {}));
     }
     return pkts;
   }
@@ -1246,7 +1255,11 @@ class ScriptedTcp {
     }
     if (state_ != State::kEstablished) return;
     if (h.has(tcp_flags::kAck)) {
-      const int64_t acked = static_cast<int32_t>(h.ack - (isn_ + 1));
+      int64_t acked = static_cast<int32_t>(h.ack - (isn_ + 1));
+      if (fin_sent_ && acked == static_cast<int64_t>(out_.size()) + 1) {
+        fin_acked_ = true;
+        acked = static_cast<int64_t>(out_.size());
+      }
       if (acked > static_cast<int64_t>(una_) && acked <= static_cast<int64_t>(out_.size())) {
         una_ = static_cast<uint64_t>(acked);
         progress_at_ = tick;
@@ -1262,11 +1275,23 @@ class ScriptedTcp {
       }
       need_ack_ = true;
     }
+    if (h.has(tcp_flags::kFin)) {
+      const int64_t off = static_cast<int32_t>(h.seq - (irs_ + 1));
+      if (off + static_cast<int64_t>(pl.size()) == static_cast<int64_t>(in_.size())) {
+        fin_rcvd_ = true;
+      }
+      need_ack_ = true;
+    }
   }
 
+  // Sends a FIN once everything is acknowledged (and then counts as done only when both FINs are).
+  void CloseWhenDone() { close_ = true; }
+  [[nodiscard]] bool fin_rcvd() const { return fin_rcvd_; }
   [[nodiscard]] const std::vector<uint8_t>& received() const { return in_; }
   [[nodiscard]] const std::vector<uint8_t>& sent() const { return out_; }
-  [[nodiscard]] bool done() const { return una_ == out_.size(); }
+  [[nodiscard]] bool done() const {
+    return una_ == out_.size() && (!close_ || (fin_acked_ && fin_rcvd_));
+  }
   [[nodiscard]] int paws() const { return paws_; }
   [[nodiscard]] int rsts() const { return rsts_; }
   [[nodiscard]] int rtos() const { return rtos_; }
@@ -1274,7 +1299,9 @@ class ScriptedTcp {
  private:
   static constexpr size_t kMss = 1000;
   enum class State { kClosed, kSynSent, kSynRcvd, kEstablished };
-  uint32_t Ack() const { return irs_ + 1 + static_cast<uint32_t>(in_.size()); }
+  uint32_t Ack() const {
+    return irs_ + 1 + static_cast<uint32_t>(in_.size()) + (fin_rcvd_ ? 1 : 0);
+  }
   std::vector<uint8_t> Segment(uint32_t seq, uint32_t ack, uint8_t flags, Bytes payload) {
     TcpHeader h;
     h.sport = tuple_.sport;
@@ -1305,6 +1332,8 @@ class ScriptedTcp {
   uint64_t una_ = 0, nxt_ = 0;
   int syn_at_ = 0, progress_at_ = 0;
   bool need_ack_ = false;
+  bool close_ = false, fin_sent_ = false, fin_acked_ = false, fin_rcvd_ = false;
+  int fin_at_ = 0;
   uint32_t clock_ = 0, ts_recent_ = 0;
   bool ts_seen_ = false;
   int paws_ = 0, rsts_ = 0, rtos_ = 0;
@@ -1339,8 +1368,9 @@ class Simulation {
   }
 
   // Runs until both transfers are complete (or `max_ticks`); `at` is called once per tick.
-  void Run(int max_ticks, const std::function<void(int)>& at) {
-    for (tick_ = 1; tick_ <= max_ticks; ++tick_) {
+  // Continues from the current tick; with `until_done` false it runs all `max_ticks`.
+  void Run(int max_ticks, const std::function<void(int)>& at, bool until_done = true) {
+    for (const int end = tick_ + max_ticks; ++tick_ <= end;) {
       now_ = Time{} + std::chrono::milliseconds(tick_);
       at(tick_);
       for (auto& pkt : stack_a_.Output(tick_)) Through(a_, Hook::kLocalOut, std::move(pkt));
@@ -1354,8 +1384,8 @@ class Simulation {
           for (auto& f : act.forged) Send(std::move(f.bytes));
         }
       }
-      if (stack_a_.done() && stack_b_.done() && stack_a_.received() == stack_b_.sent() &&
-          stack_b_.received() == stack_a_.sent()) {
+      if (until_done && stack_a_.done() && stack_b_.done() &&
+          stack_a_.received() == stack_b_.sent() && stack_b_.received() == stack_a_.sent()) {
         return;
       }
     }
@@ -1469,6 +1499,63 @@ TEST(SubflowSimulation, MakeBeforeBreakHandoverMidTransfer) {
     EXPECT_EQ(s.b().counter(Counter::kNoMapping), 0u);
     EXPECT_EQ(s.a().counter(Counter::kMappingConflict), 0u);
     EXPECT_EQ(s.b().counter(Counter::kMappingConflict), 0u);
+  }
+}
+
+TEST(SubflowSimulation, CloseAfterHandoverFreesBothEngines) {
+  for (uint64_t seed : {30, 31, 32}) {
+    for (HandoverMode mode : {HandoverMode::kMakeBeforeBreak, HandoverMode::kBreakBeforeMake}) {
+      Simulation s(seed);
+      s.loss_per_mille = seed == 30 ? 0 : 10;
+      s.stack_a().CloseWhenDone();
+      s.stack_b().CloseWhenDone();
+      std::optional<uint64_t> id;
+      s.Run(200'000, [&](int) {
+        bool a_up = false, b_up = false;
+        s.a().ForEachConnection(
+            [&](const Connection& c) { a_up = c.state == ConnState::kEstablished; });
+        s.b().ForEachConnection(
+            [&](const Connection& c) { b_up = c.state == ConnState::kEstablished; });
+        if (!id && a_up && b_up && s.tick() >= 30) {
+          if (mode == HandoverMode::kBreakBeforeMake) s.eth_up = false;
+          Actions act;
+          auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", mode, {}}, act);
+          ASSERT_TRUE(r.ok());
+          id = r.value();
+          s.Inject(act);
+        }
+      });
+      SCOPED_TRACE(testing::Message() << "seed " << seed << " mode " << static_cast<int>(mode));
+      ExpectExact(s);
+      EXPECT_TRUE(s.stack_a().fin_rcvd());
+      EXPECT_TRUE(s.stack_b().fin_rcvd());
+      ASSERT_TRUE(id);
+      EXPECT_EQ(s.a().HandoverStatusOf(*id)->moved, 1u);
+      // Subflow FINs, their ACKs, the linger: then nothing is left on either side.
+      s.Run(
+          30'000, [](int) {}, /*until_done=*/false);
+      EXPECT_EQ(s.a().connection_count(), 0u);
+      EXPECT_EQ(s.b().connection_count(), 0u);
+      EXPECT_EQ(s.a().counter(Counter::kTimeoutIdle), 0u);
+      EXPECT_EQ(s.b().counter(Counter::kTimeoutIdle), 0u);
+      EXPECT_GE(s.a().counter(Counter::kSubflowFinTx),
+                mode == HandoverMode::kMakeBeforeBreak ? 2u : 1u);
+      EXPECT_EQ(s.stack_a().rsts() + s.stack_b().rsts(), 0);
+      if (seed == 30) {
+        // Without loss every subflow FIN is answered: no give-up.
+        EXPECT_EQ(s.a().counter(Counter::kTimeoutFin), 0u);
+        EXPECT_EQ(s.b().counter(Counter::kTimeoutFin), 0u);
+      }
+      if (getenv("SIM_DEBUG") != nullptr) {
+        std::printf("seed %d mode %d finTO %d/%d closed %d/%d sfin %d/%d\n", static_cast<int>(seed),
+                    static_cast<int>(mode), static_cast<int>(s.a().counter(Counter::kTimeoutFin)),
+                    static_cast<int>(s.b().counter(Counter::kTimeoutFin)),
+                    static_cast<int>(s.a().counter(Counter::kClosed)),
+                    static_cast<int>(s.b().counter(Counter::kClosed)),
+                    static_cast<int>(s.a().counter(Counter::kSubflowFinTx)),
+                    static_cast<int>(s.b().counter(Counter::kSubflowFinTx)));
+      }
+    }
   }
 }
 

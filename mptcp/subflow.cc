@@ -382,6 +382,11 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
   if (c.state != ConnState::kEstablished || !c.remote_key_known) {
     return MakeError("subflow: connection is not established");
   }
+  if (c.role == Role::kActive && !c.peer_dss_seen) {
+    // The server accepts joins only once it has our third ACK (interop §2.6: MPJoinRejected
+    // before that); its first DSS proves it has.
+    return MakeError("subflow: connection is not fully established yet");
+  }
   const packet::IpAddress* addr = nullptr;
   for (const auto& a : iface.addresses) {
     if (a.family() == c.tuple.src.family()) {

@@ -957,7 +957,15 @@ TEST_F(SubflowTest, Ipv6JoinUsesTheInterfacesV6Address) {
                                                     .ts = TimestampsOption{2, 1},
                                                     .mptcp = {synack}}));
   ASSERT_NE(Conn(), nullptr);
+  idsn_a_ = DeriveFromKey(Conn()->local_key)->idsn;
+  idsn_b_ = DeriveFromKey(kKeyB)->idsn;
   Actions a;
+  // Not before the server's first DSS: it would refuse the join (interop §2.6).
+  EXPECT_FALSE(engine_.AddSubflow(now_, Conn()->local_token, "wlan0", false, a).ok());
+  (void)Run(Hook::kPreRouting, Build(t.Reversed(), {.seq = kIsnB + 1,
+                                                    .ack = kIsnA + 1,
+                                                    .ts = TimestampsOption{3, 1},
+                                                    .mptcp = {PeerDss(0)}}));
   auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);
   ASSERT_TRUE(id.ok());
   Collect(a);
@@ -1512,8 +1520,9 @@ TEST(SubflowSimulation, CloseAfterHandoverFreesBothEngines) {
       std::optional<uint64_t> id;
       s.Run(200'000, [&](int) {
         bool a_up = false, b_up = false;
-        s.a().ForEachConnection(
-            [&](const Connection& c) { a_up = c.state == ConnState::kEstablished; });
+        s.a().ForEachConnection([&](const Connection& c) {
+          a_up = c.state == ConnState::kEstablished && c.peer_dss_seen;
+        });
         s.b().ForEachConnection(
             [&](const Connection& c) { b_up = c.state == ConnState::kEstablished; });
         if (!id && a_up && b_up && s.tick() >= 30) {
@@ -1569,8 +1578,9 @@ TEST(SubflowSimulation, HandoverUnderLoss) {
         // (Both ends must have completed the MP_CAPABLE handshake: until the passive side has
         // the client's key from the third ACK it cannot check a join, RFC 8684 §3.1/§3.2.)
         bool established = false, b_established = false;
-        s.a().ForEachConnection(
-            [&](const Connection& c) { established = c.state == ConnState::kEstablished; });
+        s.a().ForEachConnection([&](const Connection& c) {
+          established = c.state == ConnState::kEstablished && c.peer_dss_seen;
+        });
         s.b().ForEachConnection(
             [&](const Connection& c) { b_established = c.state == ConnState::kEstablished; });
         established = established && b_established;

@@ -216,6 +216,13 @@ Result<void> Engine::RemoveSubflow(packet::Time now, uint32_t token, std::string
   if (c == nullptr) return MakeError("subflow del: no connection with that token");
   const LocalInterface* iface = InterfaceByName(ifname);
   if (iface == nullptr) return MakeError("subflow del: unknown interface " + std::string(ifname));
+  // Closing an established subflow is a multipath operation (SEND table, active choice).
+  for (auto& sf : c->subflows) {
+    if (sf->state == SubflowState::kEstablished) {
+      MigrateToMulti(*c);
+      break;
+    }
+  }
   auto on_iface = [&](const Subflow& sf) {
     return std::find(iface->addresses.begin(), iface->addresses.end(), sf.tuple.src) !=
            iface->addresses.end();

@@ -526,6 +526,11 @@ void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& 
     if (c.role == Role::kActive) InboundSynAck(now, c, p, opts, out);
     return;
   }
+  if (!c.multi && !c.subflows.empty() && (opts.mp_prio || opts.remove_addr)) {
+    // The peer steers between subflows (RFC 8684 §3.3.8, §3.4.2): that needs the multipath
+    // state even if only the initial subflow carried data so far.
+    MigrateToMulti(c);
+  }
   if (c.multi) {
     InboundMulti(now, c, *c.subflows[0], p, opts, out, actions);
     if (conns_.contains(key)) MaybeCloseMulti(now, c);
@@ -997,6 +1002,12 @@ void Engine::SendSubflowFin(Time now, Connection& c, packet::Actions& actions) {
   if (auto pkt = Forge(c, WireOf(c.tx_isn, *c.tx_fin), tcp_flags::kFin | tcp_flags::kAck)) {
     actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
     counters_.Inc(c.tx_sfin_sent ? Counter::kSubflowFinRetransmit : Counter::kSubflowFinTx);
+  }
+  if (!c.tx_sfin_sent) {
+    // Joins that never carried data (the fast path still runs) close with the initial subflow.
+    for (auto& sf : c.subflows) {
+      if (sf->state == SubflowState::kEstablished && !sf->gone) SendFinOn(now, c, *sf, actions);
+    }
   }
   c.tx_sfin_sent = true;
   const auto backoff = config_.fin_rto * (1 << std::min(c.tx_sfin_tries, 10));

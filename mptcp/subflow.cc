@@ -648,8 +648,6 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
         sf.ts = false;
       }
       sf.state = SubflowState::kPreEstablished;
-      // The peer may send on the subflow as soon as it has the third ACK.
-      MigrateToMulti(c);
       sf.tries = 0;
       SendJoinThirdAck(now, c, sf, actions);
       return;
@@ -674,6 +672,7 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (auto ts = p.options.Timestamps(); ts && sf.ts) sf.ts_recent = ts->tsval;
       JoinEstablished(now, c, sf, actions);
       if (p.payload_len == 0 && !p.tcp.has(tcp_flags::kFin)) return;  // the bare fourth ACK
+      MigrateToMulti(c);
       InboundMulti(now, c, sf, p, opts, out, actions);
       return;
     }
@@ -700,17 +699,21 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       }
       counters_.Inc(Counter::kJoinAckRx);
       if (auto ts = p.options.Timestamps(); ts && sf.ts) sf.ts_recent = ts->tsval;
-      MigrateToMulti(c);
       JoinEstablished(now, c, sf, actions);
       // The fourth ACK, at once (interop rule 9): the joiner sends no data before it.
       if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
         counters_.Inc(Counter::kJoinFourthAckTx);
       }
-      if (p.payload_len > 0) InboundMulti(now, c, sf, p, opts, out, actions);
+      if (p.payload_len > 0) {
+        MigrateToMulti(c);
+        InboundMulti(now, c, sf, p, opts, out, actions);
+      }
       return;
     }
     case SubflowState::kEstablished:
     case SubflowState::kClosing:
+      // The first packet a join carries after its handshake ends the single-path fast path.
+      MigrateToMulti(c);
       InboundMulti(now, c, sf, p, opts, out, actions);
       if (conns_.contains(c.tuple)) MaybeCloseMulti(now, c);
       return;
@@ -734,6 +737,7 @@ void Engine::JoinEstablished(Time now, Connection& c, Subflow& sf, packet::Actio
 void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* job,
                       packet::Actions& actions) {
   (void)now;
+  MigrateToMulti(c);  // sending moves off the initial subflow: SEND table from now on
   const LocalInterface* from =
       job != nullptr && !job->request.from.empty() ? InterfaceByName(job->request.from) : nullptr;
   auto on_from = [&](const Subflow& sf) {
@@ -1191,6 +1195,8 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       sf.gone = true;  // nothing new is sent on it
       SendFinOn(now, c, sf, actions);
       if (was_active) SelectActive(c);
+    } else if (c.tx_fin_acked && !sf.sfin_sent && sf.state == SubflowState::kEstablished) {
+      SendFinOn(now, c, sf, actions);  // our DATA_FIN is done: this subflow closes too
     }
   }
   if (deliver_fin) {

@@ -825,9 +825,25 @@ TEST_F(SubflowTest, AddSubflowAsBackupThenRemoveIt) {
   EXPECT_TRUE(sfs[0].active);
   EXPECT_TRUE(sfs[1].backup_local);
   EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);
+  // While only the initial subflow carries data, the single-path fast path stays: SSN == TSN,
+  // SACK passed, inbound lone DSS left in place.
+  EXPECT_FALSE(Conn()->multi);
   Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(10, 1)});
   EXPECT_EQ(d.tuple, LocalTuple());
   EXPECT_EQ(d.tcp.seq, kIsnA + 101);  // the initial subflow's SSNs still equal the TSNs
+  Seen sack = Out({.seq = kIsnA + 111,
+                   .ack = kIsnB + 101,
+                   .ts = TimestampsOption{1010, 5010},
+                   .sack = {{kIsnB + 200, kIsnB + 300}}});
+  EXPECT_TRUE(sack.options.Find(tcp_opt::kSack));
+  const uint64_t kept = engine_.counter(Counter::kInboundKeptDss);
+  (void)In({.seq = kIsnB + 101,
+            .ack = kIsnA + 111,
+            .ts = TimestampsOption{5020, 1010},
+            .mptcp = {PeerDss(110, {{100, 10}}, 100)},
+            .payload = Payload(10, 2)});
+  EXPECT_EQ(engine_.counter(Counter::kInboundKeptDss), kept + 1);
+  EXPECT_FALSE(Conn()->multi);
   EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "nope", false, a).ok());
   // Removing it: a FIN on it, the connection stays.
   ASSERT_TRUE(engine_.RemoveSubflow(now_, token_a_, "wlan0", a).ok());
@@ -839,6 +855,48 @@ TEST_F(SubflowTest, AddSubflowAsBackupThenRemoveIt) {
   EXPECT_EQ(Subflows()[1].state, SubflowState::kClosing);
   // The last subflow cannot be removed.
   EXPECT_FALSE(engine_.RemoveSubflow(now_, token_a_, "eth0", a).ok());
+}
+
+TEST_F(SubflowTest, IdleBackupJoinClosesWithTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", /*backup=*/true, a).ok());
+  Collect(a);
+  join_syn_ = TakeForged()[0];
+  const FourTuple w = join_syn_.tuple;
+  nonce_a_ = join_syn_.mp.mp_join->nonce;
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  TakeForged();
+  ASSERT_FALSE(Conn()->multi);
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kAck | tcp_flags::kFin});
+  (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101, .mptcp = {PeerDss(101)}});
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);  // the subflow FIN on the initial subflow and on the idle join
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[1].tuple, w);
+  EXPECT_TRUE(f[1].tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(f[1].tcp.seq, join_syn_.tcp.seq + 1);
+  // The peer's FIN on the join after its DATA_FIN: acknowledged there, never delivered.
+  Dss pfin = PeerDss(101);
+  pfin.mapping = DssMapping{idsn_b_ + 1 + 100, true, 0, 1, {}};
+  pfin.data_fin = true;
+  Seen rfin = In({.seq = kIsnB + 101, .ack = kIsnA + 102, .mptcp = {pfin}});
+  EXPECT_TRUE(rfin.tcp.has(tcp_flags::kFin));
+  (void)Out({.seq = kIsnA + 102, .ack = kIsnB + 102});
+  TakeForged();
+  Seen jfin = In(w, {.seq = kIsnJ + 1,
+                     .ack = join_syn_.tcp.seq + 2,
+                     .flags = tcp_flags::kAck | tcp_flags::kFin,
+                     .mptcp = {PeerDss(101)}});
+  EXPECT_EQ(jfin.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 2);
 }
 
 TEST_F(SubflowTest, HandoverBackUsesTheExistingSubflow) {

@@ -942,7 +942,14 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
   p.ip.dst = sf->tuple.dst;
   p.tcp.sport = sf->tuple.sport;
   p.tcp.dport = sf->tuple.dport;
-  p.tcp.seq = len > 0 ? WireOf(sf->tx_isn, ssn) : SndNxt(*sf);
+  if (len > 0) {
+    p.tcp.seq = WireOf(sf->tx_isn, ssn);
+  } else {
+    // An empty segment sits at the subflow's next sequence number, except a keepalive probe
+    // (RFC 9293 §3.8.4: one below it), which must stay one below so that the peer answers it.
+    const uint32_t local_nxt = WireOf(c.tx_isn, c.tx_high + (c.tx_fin ? 1 : 0));
+    p.tcp.seq = SndNxt(*sf) - (p.tcp.seq == local_nxt - 1 && !fin ? 1 : 0);
+  }
   if (p.tcp.has(tcp_flags::kAck)) p.tcp.ack = WireOf(sf->rx_isn, sf->rx_san);
   p.tcp.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);
   c.last_window = p.tcp.window;

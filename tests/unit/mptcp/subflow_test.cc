@@ -529,6 +529,12 @@ TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
   EXPECT_EQ(r1.tuple, w);
   EXPECT_EQ(r1.tcp.seq, jisn + 1);
   EXPECT_EQ(engine_.counter(Counter::kTxSameSubflow), 2u);
+  // Pure ACKs sit at the join's next SSN; a keepalive probe one below it.
+  Seen pa = Out({.seq = kIsnA + 501, .ack = kIsnB + 101});
+  EXPECT_EQ(pa.tuple, w);
+  EXPECT_EQ(pa.tcp.seq, jisn + 301);
+  Seen ka = Out({.seq = kIsnA + 500, .ack = kIsnB + 101});
+  EXPECT_EQ(ka.tcp.seq, jisn + 300);
   // The peer acknowledges on the join: the local stack gets the DATA_ACK as its ACK, on its tuple.
   Seen a = In(w, {.seq = kIsnJ + 1,
                   .ack = jisn + 301,

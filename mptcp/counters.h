@@ -109,6 +109,7 @@ namespace mproxy::mptcp {
   X(kNoSubflow, "MpNoSubflow")                   /* no usable subflow: outbound dropped */  \
   X(kTxSameSubflow, "MpTxSameSubflow")           /* retransmission on its first subflow */  \
   X(kTxMovedSubflow, "MpTxMovedSubflow")         /* retransmission at fresh SSN space */    \
+  X(kTxStaleSubflow, "MpTxStaleSubflow")         /* old subflow silent: moved to active */  \
   X(kTsOffsetAdjusted, "MpTsOffsetAdjusted")     /* tsval kept monotonic for the stack */   \
   X(kWindowRescaled, "MpWindowRescaled")                                                    \
   X(kSubflowClosedRx, "MpSubflowClosedRx")       /* peer closed one subflow (FIN) */        \

@@ -23,6 +23,9 @@ namespace tcp_opt = packet::tcp_opt;
 namespace {
 
 constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
+// Retransmissions a non-active subflow gets without its subflow ACK moving before the ones after
+// them go to the active subflow (the local stack's RTO backs off: 2 means ~3 RTOs of silence).
+constexpr int kStaleRetransmissions = 2;
 
 std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref) {
   const DataSeq wide = packet::Expand32(DataSeq(ref), seq - (isn + 1));
@@ -115,6 +118,7 @@ void Engine::MigrateToMulti(Connection& c) {
   s.joiner = c.role == Role::kActive;
   s.tx_isn = c.tx_isn;
   s.tx_ssn_next = c.tx_high;
+  s.tx_san = c.tx_acked;  // (at least: its subflow ACK is never behind the DATA_ACK on one path)
   s.tx_maps = std::move(c.tx_maps);
   s.sfin_sent = c.tx_sfin_sent;
   s.sfin_acked = c.tx_sfin_acked;
@@ -840,7 +844,15 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
     const uint64_t off = *seq_off;
     const MapEntry* e = off < c.tx_high ? c.send.Find(off) : nullptr;
     Subflow* orig = e != nullptr && off + len <= e->src_end() ? SubflowById(c, e->tag) : nullptr;
+    if (orig != nullptr && orig != c.active && orig->usable() &&
+        orig->retx_no_progress >= kStaleRetransmissions && c.active != nullptr) {
+      // The old path of a make-before-break stopped acknowledging: what it carried is sent
+      // again on the active subflow instead (seed §3.3: "no longer available").
+      counters_.Inc(Counter::kTxStaleSubflow);
+      orig = nullptr;
+    }
     if (orig != nullptr && orig->usable()) {
+      ++orig->retx_no_progress;
       // A retransmission goes where it first went, at the same SSNs.
       sf = orig;
       ssn = e->dst + (off - e->src);
@@ -1214,6 +1226,12 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   }
 
   const uint32_t wire_ack = p.tcp.ack;
+  if (p.tcp.has(tcp_flags::kAck)) {
+    if (auto san = OffsetOf(wire_ack, sf.tx_isn, sf.tx_san); san && *san > sf.tx_san) {
+      sf.tx_san = *san;
+      sf.retx_no_progress = 0;
+    }
+  }
   if (pkt_dan && *pkt_dan < c.tx_acked) counters_.Inc(Counter::kStaleDataAck);
   p.tcp.ack = WireOf(c.tx_isn, pkt_dan.value_or(c.tx_acked));
   // Our forged subflow FIN is acknowledged by the subflow ACK.

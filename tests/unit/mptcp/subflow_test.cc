@@ -528,13 +528,23 @@ TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
   Seen r1 = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(200, 4)});
   EXPECT_EQ(r1.tuple, w);
   EXPECT_EQ(r1.tcp.seq, jisn + 1);
-  EXPECT_EQ(engine_.counter(Counter::kTxSameSubflow), 2u);
+  // The old path goes silent (no subflow ACK moves there): after two retransmissions on it, the
+  // next one of its bytes goes to the active subflow at fresh SSNs, same DSNs.
+  Seen r2 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r2.tuple, LocalTuple());
+  Seen r3 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r3.tuple, w);
+  EXPECT_EQ(r3.tcp.seq, jisn + 301);
+  EXPECT_EQ(r3.mp.dss->mapping->ssn, 301u);
+  EXPECT_EQ(r3.mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  EXPECT_EQ(engine_.counter(Counter::kTxStaleSubflow), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kTxSameSubflow), 3u);
   // Pure ACKs sit at the join's next SSN; a keepalive probe one below it.
   Seen pa = Out({.seq = kIsnA + 501, .ack = kIsnB + 101});
   EXPECT_EQ(pa.tuple, w);
-  EXPECT_EQ(pa.tcp.seq, jisn + 301);
+  EXPECT_EQ(pa.tcp.seq, jisn + 401);
   Seen ka = Out({.seq = kIsnA + 500, .ack = kIsnB + 101});
-  EXPECT_EQ(ka.tcp.seq, jisn + 300);
+  EXPECT_EQ(ka.tcp.seq, jisn + 400);
   // The peer acknowledges on the join: the local stack gets the DATA_ACK as its ACK, on its tuple.
   Seen a = In(w, {.seq = kIsnJ + 1,
                   .ack = jisn + 301,
@@ -548,7 +558,7 @@ TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
   EXPECT_EQ(a.mp.dss, std::nullopt);
   EXPECT_TRUE(a.checksum_ok);
   auto sfs = Subflows();
-  EXPECT_EQ(sfs[1].bytes_tx, 500u);  // 200 + 100 + the 200 retransmitted
+  EXPECT_EQ(sfs[1].bytes_tx, 600u);  // 200 + 100 + the 200 and 100 retransmitted
 }
 
 TEST_F(SubflowTest, InboundDataOnJoinIsDeliveredAtItsTsn) {

@@ -1031,7 +1031,13 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   if (opts.mp_prio) {
     counters_.Inc(Counter::kMpPrioRx);
     sf.backup_remote = opts.mp_prio->backup;
-    SelectActive(c);
+    if (!sf.backup_remote && !sf.backup_local && sf.usable()) {
+      // The peer asks for this subflow now (seed §5.3: how a handover is signalled); its MP_PRIO
+      // backup on the old one may have been lost with the old path.
+      c.active = &sf;
+    } else {
+      SelectActive(c);
+    }
   }
   if (opts.remove_addr) {
     counters_.Inc(Counter::kRemoveAddrRx);

@@ -1642,6 +1642,31 @@ TEST(SubflowSimulation, CloseAfterHandoverFreesBothEngines) {
   }
 }
 
+TEST(SubflowSimulation, OldPathDiesDuringMakeBeforeBreak) {
+  // The user asked for make-before-break, but the old path dies as the handover starts: what was
+  // in flight there (and its MP_PRIO) is lost. Retransmissions leave the silent old subflow.
+  for (uint64_t seed : {40, 41, 42}) {
+    Simulation s(seed);
+    std::optional<uint64_t> id;
+    s.Run(200'000, [&](int tick) {
+      if (tick == 40) {
+        s.eth_up = false;
+        Actions act;
+        auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", {}, {}}, act);
+        ASSERT_TRUE(r.ok());
+        id = r.value();
+        s.Inject(act);
+      }
+    });
+    SCOPED_TRACE(seed);
+    ExpectExact(s);
+    ASSERT_TRUE(id);
+    EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+    EXPECT_GT(s.a().counter(Counter::kTxStaleSubflow), 0u);
+    EXPECT_GT(s.b().counter(Counter::kTxStaleSubflow), 0u);
+  }
+}
+
 TEST(SubflowSimulation, HandoverUnderLoss) {
   for (uint64_t seed = 6; seed < 26; ++seed) {
     for (HandoverMode mode : {HandoverMode::kMakeBeforeBreak, HandoverMode::kBreakBeforeMake}) {

@@ -1092,6 +1092,34 @@ TEST_F(SubflowTest, LocalRstWithNoUsableSubflowStillEndsTheConnection) {
   EXPECT_EQ(engine_.connection_count(), 0u);
 }
 
+TEST(MappingTableAssign, ReplacesWhatItCoversAndKeepsTheInvariants) {
+  MappingTable t;
+  ASSERT_EQ(t.Insert(0, 0, 300, 0), InsertResult::kInserted);  // one entry on subflow 0
+  // A retransmission of [100, 200) moved to subflow 1 at its SSN 0: three pieces.
+  t.Assign(100, 0, 100, 1);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.entries()[0], (MapEntry{0, 0, 100, 0}));
+  EXPECT_EQ(t.entries()[1], (MapEntry{100, 0, 100, 1}));
+  EXPECT_EQ(t.entries()[2], (MapEntry{200, 200, 100, 0}));
+  // New data right after on subflow 1 merges with its piece only where contiguous.
+  t.Assign(300, 100, 50, 1);
+  EXPECT_EQ(t.size(), 4u);
+  // Assigning the same piece back merges the neighbours again.
+  t.Assign(100, 100, 100, 0);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t.entries()[0], (MapEntry{0, 0, 300, 0}));
+  EXPECT_EQ(t.entries()[1], (MapEntry{300, 100, 50, 1}));
+  // Covering several entries at once.
+  t.Assign(50, 1000, 280, 2);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.entries()[0], (MapEntry{0, 0, 50, 0}));
+  EXPECT_EQ(t.entries()[1], (MapEntry{50, 1000, 280, 2}));
+  EXPECT_EQ(t.entries()[2], (MapEntry{330, 130, 20, 1}));
+  EXPECT_EQ(t.Map(329), 1279u);
+  t.Assign(10, 5, 0, 3);  // empty: no change
+  EXPECT_EQ(t.size(), 3u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Passive joins: a native client (the peer, key B) joins us.
 

@@ -405,6 +405,19 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
   if (LiveSubflows(c) >= config_.max_subflows) {
     return MakeError("subflow: the connection has the maximum number of subflows");
   }
+  // Closed joins stay listed (and their tuple known) for a while; a long-lived connection that
+  // keeps handing over must not accumulate them. The SEND table may still name them: a subflow it
+  // cannot find is one that is gone (fresh SSN space on the active one).
+  constexpr size_t kKeptClosed = 2;
+  size_t closed = 0;
+  for (const auto& sf : c.subflows) closed += !sf->initial && sf->state == SubflowState::kClosed;
+  while (closed > kKeptClosed) {
+    auto it = std::find_if(c.subflows.begin(), c.subflows.end(), [](const auto& sf) {
+      return !sf->initial && sf->state == SubflowState::kClosed;
+    });
+    FreeSubflow(c, **it);
+    --closed;
+  }
   // Source port: the Linux ephemeral range, unused by any tuple we know (RFC 6056 §3.2 spirit).
   FourTuple t{*addr, c.tuple.dst, 0, c.tuple.dport};
   bool found = false;

@@ -1451,14 +1451,14 @@ class ScriptedTcp {
 
 class Simulation {
  public:
-  explicit Simulation(uint64_t seed)
+  explicit Simulation(uint64_t seed, size_t up = 300'000, size_t down = 200'000)
       : rng_a_(seed),
         rng_b_(seed + 1),
         loss_rng_(seed * 7 + 3),
         a_(Cfg(), rng_a_),
         b_(Cfg(), rng_b_),
-        stack_a_(FourTuple{Eth(), Server(), 40000, 5201}, true, 0x10000000, Data(300'000, 1)),
-        stack_b_(FourTuple{Server(), Eth(), 5201, 40000}, false, 0xfffff000, Data(200'000, 2)) {
+        stack_a_(FourTuple{Eth(), Server(), 40000, 5201}, true, 0x10000000, Data(up, 1)),
+        stack_b_(FourTuple{Server(), Eth(), 5201, 40000}, false, 0xfffff000, Data(down, 2)) {
     a_.SetInterfaces({LocalInterface{"eth0", 2, {Eth()}}, LocalInterface{"wlan0", 3, {Wlan()}}});
     b_.SetInterfaces({LocalInterface{"lan0", 5, {Server()}}});
   }
@@ -1511,7 +1511,7 @@ class Simulation {
   ScriptedTcp& stack_b() { return stack_b_; }
   Time now() const { return now_; }
   int tick() const { return tick_; }
-  bool eth_up = true;
+  bool eth_up = true, wlan_up = true;
   uint32_t loss_per_mille = 0;                       // random loss on both paths
   uint64_t wire_bytes_eth = 0, wire_bytes_wlan = 0;  // TCP payload per path
 
@@ -1546,6 +1546,7 @@ class Simulation {
     EXPECT_TRUE(TcpChecksumOk(pkt));
     const bool eth = p->ip.src == Eth() || p->ip.dst == Eth();
     if (eth && !eth_up) return;  // the path is broken
+    if (!eth && !wlan_up) return;
     if (loss_per_mille > 0 && loss_rng_.Below(1000) < loss_per_mille) return;
     (eth ? wire_bytes_eth : wire_bytes_wlan) += p->payload_len;
     const bool to_a = p->ip.dst == Eth() || p->ip.dst == Wlan();
@@ -1693,6 +1694,49 @@ TEST(SubflowSimulation, OldPathDiesDuringMakeBeforeBreak) {
     EXPECT_GT(s.a().counter(Counter::kTxStaleSubflow), 0u);
     EXPECT_GT(s.b().counter(Counter::kTxStaleSubflow), 0u);
   }
+}
+
+TEST(SubflowSimulation, RepeatedBreakBeforeMakeHandovers) {
+  // Back and forth between the interfaces, the path left behind breaking each time: the state
+  // per connection stays bounded and the streams stay exact.
+  Simulation s(50, 3'000'000, 2'000'000);
+  std::optional<uint64_t> id;
+  int handovers = 0, last = 0;
+  size_t max_listed = 0;
+  s.Run(400'000, [&](int tick) {
+    if (s.a().connection_count() == 1) {
+      size_t n = 0;
+      s.a().ForEachConnection(
+          [&](const Connection& c) { s.a().ForEachSubflow(c, [&](const SubflowInfo&) { ++n; }); });
+      max_listed = std::max(max_listed, n);
+    }
+    const bool idle = !id || s.a().HandoverStatusOf(*id)->state != HandoverState::kInProgress;
+    if (idle && handovers < 8 && tick - last >= 60) {
+      const bool to_wlan = handovers % 2 == 0;
+      s.eth_up = !to_wlan;
+      s.wlan_up = to_wlan;
+      Actions act;
+      auto r = s.a().StartHandover(s.now(),
+                                   HandoverRequest{to_wlan ? "eth0" : "wlan0",
+                                                   to_wlan ? "wlan0" : "eth0",
+                                                   HandoverMode::kBreakBeforeMake,
+                                                   {}},
+                                   act);
+      ASSERT_TRUE(r.ok());
+      if (id) {
+        EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+      }
+      id = r.value();
+      s.Inject(act);
+      ++handovers;
+      last = tick;
+    }
+  });
+  ExpectExact(s);
+  EXPECT_EQ(handovers, 8);
+  EXPECT_LE(max_listed, 5u);  // initial + new + old + at most two closed ones kept
+  EXPECT_EQ(s.a().counter(Counter::kJoinEstablished), 8u);
+  EXPECT_EQ(s.b().counter(Counter::kJoinEstablished), 8u);
 }
 
 TEST(SubflowSimulation, HandoverUnderLoss) {

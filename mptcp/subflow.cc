@@ -729,6 +729,15 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
     case SubflowState::kEstablished:
     case SubflowState::kClosing:
+      if (!sf.joiner && opts.mp_join && opts.mp_join->form == MpJoin::Form::kAck &&
+          p.payload_len == 0) {
+        // The joiner retransmits its third ACK until it has the fourth (interop §1.3): ours was
+        // lost, send it again.
+        if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+          counters_.Inc(Counter::kJoinFourthAckTx);
+        }
+        return;
+      }
       // The first packet a join carries after its handshake ends the single-path fast path.
       MigrateToMulti(c);
       InboundMulti(now, c, sf, p, opts, out, actions);

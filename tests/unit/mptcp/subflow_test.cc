@@ -396,7 +396,7 @@ TEST_F(SubflowTest, ThirdAckCarriesHmacAGolden) {
   EXPECT_EQ(sa.verdict, Verdict::kDrop);  // never reaches the local stack
   auto f = TakeForged();
   ASSERT_EQ(f.size(), 1u);
-  const Seen& third = f[0];
+  const Seen third = f[0];
   EXPECT_EQ(third.tuple, w);
   EXPECT_EQ(third.ifindex, kIfWlan);
   EXPECT_TRUE(third.checksum_ok);
@@ -1179,7 +1179,7 @@ TEST_F(PassiveJoinTest, SynAckHmacAndFourthAck) {
   EXPECT_EQ(syn.verdict, Verdict::kDrop);  // never reaches the local stack
   auto f = TakeForged();
   ASSERT_EQ(f.size(), 1u);
-  const Seen& sa = f[0];
+  const Seen sa = f[0];
   EXPECT_EQ(sa.tuple, w);
   EXPECT_TRUE(sa.checksum_ok);
   EXPECT_EQ(sa.tcp.flags, tcp_flags::kSyn | tcp_flags::kAck);
@@ -1207,6 +1207,18 @@ TEST_F(PassiveJoinTest, SynAckHmacAndFourthAck) {
   EXPECT_FALSE(f[0].mp.dss->mapping);
   EXPECT_EQ(f[0].tcp.seq, sa.tcp.seq + 1);
   EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  // Our fourth ACK was lost: the joiner repeats its third ACK, and gets another one.
+  Seen t2 = In(w, {.seq = kIsnJ + 1,
+                   .ack = sa.tcp.seq + 1,
+                   .ts = TimestampsOption{70002, 1000},
+                   .mptcp = {third}});
+  EXPECT_EQ(t2.verdict, Verdict::kDrop);
+  auto again = TakeForged();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].tuple, w);
+  EXPECT_TRUE(again[0].mp.dss && again[0].mp.dss->data_ack);
+  EXPECT_EQ(engine_.counter(Counter::kJoinFourthAckTx), 2u);
+  EXPECT_FALSE(Conn()->multi);  // still nothing but the handshake on the join
   auto sfs = Subflows();
   ASSERT_EQ(sfs.size(), 2u);
   EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);

@@ -655,6 +655,34 @@ TEST_F(SubflowTest, PeerClosingTheJoinKeepsTheConnection) {
   EXPECT_EQ(engine_.connection_count(), 1u);
 }
 
+TEST_F(SubflowTest, PeerResettingTheJoinKeepsTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  MpTcpRst why;
+  why.reason = 5;  // unacceptable performance
+  Seen rst = In(w, {.seq = kIsnJ + 1,
+                    .ack = join_syn_.tcp.seq + 1,
+                    .flags = tcp_flags::kRst | tcp_flags::kAck,
+                    .mptcp = {why}});
+  EXPECT_EQ(rst.verdict, Verdict::kDrop);  // the local stack's connection is not reset
+  EXPECT_EQ(engine_.counter(Counter::kSubflowRstRx), 1u);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  auto sfs = Subflows();
+  EXPECT_EQ(sfs[1].state, SubflowState::kClosed);
+  EXPECT_TRUE(sfs[0].active);
+  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(10, 9)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  // A reset of the last subflow is the connection's end: the local stack sees it.
+  Seen last =
+      In({.seq = kIsnB + 101, .ack = kIsnA + 111, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  EXPECT_EQ(last.verdict, Verdict::kAccept);
+  EXPECT_TRUE(last.tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(last.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(last.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+}
+
 TEST_F(SubflowTest, ConnectionCloseSendsFinOnEverySubflowAndFreesState) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   const FourTuple w = JoinAndHandover();

@@ -117,6 +117,19 @@ class Engine final : public packet::Engine {
   // send come back in `actions`, progress is read back with HandoverStatusOf() after later packets
   // and timers. Errors are for requests that cannot start (unknown interface, no address of the
   // connection's family, no such connection).
+  //
+  // Forged packets (actions.forged[i].ifindex): a join subflow's leave by the interface it was
+  // opened from (passive joins: the interface holding its local address, 0 if none); the initial
+  // subflow's by 0 while it is the only one in use, then by the interface holding its address.
+  // Rewritten verdict packets moved onto a join carry its source address: the kernel re-routes
+  // them, so the host needs source-address routing (one table per interface).
+  //
+  // StartHandover: make-before-break is done when the new subflow gets its fourth ACK (the MP_PRIO
+  // packets and the switch happen in that same OnPacket call), at once when an established
+  // subflow on `to` exists already, or when the request covers no connection (connections = 0).
+  // Break-before-make likewise, with REMOVE_ADDR instead of MP_PRIO. A join that times out
+  // (join_rto doubling, join_retries tries: ~31 s by default), is refused or fails an HMAC check
+  // counts as failed; the request ends kFailed if no connection moved, else kDone.
   void SetInterfaces(std::vector<LocalInterface> interfaces);
   [[nodiscard]] Result<uint64_t> StartHandover(packet::Time now, const HandoverRequest& request,
                                                packet::Actions& actions);

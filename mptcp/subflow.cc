@@ -1,6 +1,7 @@
 // Join subflows and the multipath data path of the engine (RFC 8684 §3.2, §3.3; seed §3.2-§3.5;
-// mptcp/DESIGN.md "Subflows"). The single-path code in engine.cc stays the fast path until a join
-// is established; from then on every packet of the connection comes here.
+// mptcp/DESIGN.md "Subflows"). The single-path code in engine.cc stays the fast path while only
+// the initial subflow carries data; from MigrateToMulti() on every packet of the connection comes
+// here.
 #include <algorithm>
 #include <array>
 #include <limits>

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,7 @@ struct TxMapping {
   bool fin = false;  // carries the DATA_FIN
   bool mpc = false;  // sent as MP_CAPABLE + data (implicit mapping, RFC 8684 §3.1)
   std::optional<uint16_t> checksum;
+  uint64_t ssn_off = 0;  // subflow offset of the first byte (== off on the single-path subflow)
   [[nodiscard]] uint64_t end() const { return off + len + (fin ? 1 : 0); }
 };
 
@@ -66,6 +68,55 @@ struct SubflowInfo {
   bool backup_remote = false;    // the peer asked us to
   bool active = false;           // new local data is sent on it
   uint64_t bytes_tx = 0, bytes_rx = 0;  // payload bytes sent/received on this subflow
+};
+
+// Engine state of one subflow once the connection has more than one (mptcp/DESIGN.md, "Subflows").
+// Offsets count from the subflow's ISN + 1 in each direction, like the connection's.
+struct Subflow {
+  uint32_t id = 0;  // 0: the initial subflow; the SEND table's tag
+  bool initial = false;
+  packet::FourTuple tuple;  // wire tuple, local -> remote
+  uint32_t ifindex = 0;     // interface forged packets leave from (0: routing decides)
+  uint8_t local_id = 0, remote_id = 0;
+  SubflowState state = SubflowState::kSynSent;
+  bool joiner = false;         // we sent the MP_JOIN SYN
+  bool backup_local = false;   // we asked the peer to treat it as backup
+  bool backup_remote = false;  // the peer asked us to
+  bool gone = false;           // break-before-make / removed: nothing more is sent on it
+  uint32_t local_nonce = 0, remote_nonce = 0;
+  int tries = 0;                  // handshake packets sent (SYN, SYN/ACK or third ACK)
+  std::optional<packet::Time> due;  // next handshake retransmission or FIN retransmission
+  std::optional<uint64_t> handover;  // the handover request waiting for this subflow
+
+  // tx: our bytes on this subflow.
+  uint32_t tx_isn = 0;
+  uint64_t tx_ssn_next = 0;  // subflow offset after the last byte allocated (SEND table)
+  uint64_t tx_san = 0;       // the peer's subflow ACK on it, as an offset
+  int retx_no_progress = 0;  // retransmissions routed here since its subflow ACK last moved
+  std::deque<TxMapping> tx_maps;  // mappings sent on this subflow, not yet DATA_ACKed
+  bool sfin_sent = false, sfin_acked = false;
+  int sfin_tries = 0;
+
+  // rx: the peer's bytes on this subflow.
+  uint32_t rx_isn = 0;
+  MappingTable recv;         // SSN offset -> DSN offset (seed §3.3 RECV table)
+  uint64_t rx_ssn_high = 0;  // highest SSN offset + 1 received
+  uint64_t rx_san = 0;       // subflow ACK as an offset (what we acknowledge)
+  uint64_t rx_san_sent = 0;  // subflow ACK last put on the wire on this subflow
+  std::optional<uint64_t> rx_sfin;  // SSN offset of the peer's FIN on this subflow
+  bool rx_shifted = false;
+
+  // Header fields of this subflow (RFC 7323): what the peer negotiated on it.
+  uint8_t peer_wscale = 0;       // the peer's shift on this subflow (0 without window scaling)
+  bool ws = false;               // window scaling in use on this subflow
+  bool ts = false;               // timestamps negotiated on this subflow
+  uint32_t ts_recent = 0;        // last tsval received (our tsecr on this subflow)
+  uint32_t ts_offset = 0;        // added to the peer's tsval before it reaches the local stack
+  bool ts_offset_set = false;
+  uint8_t ttl = 64;
+
+  uint64_t bytes_tx = 0, bytes_rx = 0;
+  [[nodiscard]] bool usable() const { return state == SubflowState::kEstablished && !gone; }
 };
 
 struct Connection {
@@ -110,6 +161,27 @@ struct Connection {
   uint16_t last_window = 0;
   std::optional<packet::TimestampsOption> last_ts;  // tsval from the local stack, tsecr from peer
   uint8_t ttl = 64;
+
+  // Subflows (issue 4). Until `multi` the initial subflow lives in the fields above and `subflows`
+  // holds only joins still in their handshake; from the first established join on, subflows[0] is
+  // the initial subflow (its state moved out of the fields above) and every packet goes through the
+  // multipath path: SEND table, per-subflow RECV tables, tuple rewriting.
+  bool multi = false;
+  std::vector<std::unique_ptr<Subflow>> subflows;
+  Subflow* active = nullptr;  // multi: where new local data goes (null: nowhere usable yet)
+  uint32_t next_subflow_id = 1;
+  MappingTable send;  // multi: tx offset -> SSN offset, tag = subflow id (seed §3.3 SEND table)
+  // Header values of the handshake, for join subflows (RFC 7323 §2.2: window fields the local
+  // stack writes are scaled by the shift it announced; those it reads by the peer's).
+  uint16_t local_mss = 0;      // MSS in the local stack's SYN (or SYN/ACK)
+  uint8_t local_wscale = 0;    // its window scale shift (0: none)
+  bool local_ws = false;
+  uint8_t peer_wscale = 0;     // the peer's shift on the initial subflow
+  bool local_ts = false, peer_ts = false;  // timestamps in the local SYN / the peer's SYN
+  bool peer_ws = false;
+  uint32_t rx_ts_high = 0;     // multi: highest tsval delivered to the local stack
+  bool rx_ts_set = false;
+  uint16_t syn_window = 0;
 
   packet::Time created{};
   packet::Time last_activity{};

@@ -30,7 +30,7 @@ namespace mproxy::mptcp {
   X(kFallbackPeerNoDss, "MpFallbackPeerNoDss")   /* peer sends data without DSS */          \
   X(kFallbackImpossible, "MpFallbackImpossible") /* fallback with shifted maps: dropped */   \
   X(kMpFailRx, "MpMpFailRx")                                                                \
-  X(kJoinRejected, "MpJoinRejected")             /* MP_JOIN SYN: joins not offered (C) */   \
+  X(kJoinRejected, "MpJoinRejected")             /* MP_JOIN SYN refused: RST forged */     \
   X(kTxMappingReused, "MpTxMappingReused")       /* retransmission carried its mapping */   \
   X(kTxRemapped, "MpTxRemapped")                 /* segment straddles sent mappings */      \
   X(kStaleDataAck, "MpStaleDataAck")             /* reordered DATA_ACK delivered as old */  \
@@ -77,7 +77,48 @@ namespace mproxy::mptcp {
   X(kTimeoutIdle, "MpTimeoutIdle")                                                          \
   X(kTimeoutFin, "MpTimeoutFin")                                                            \
   X(kClosed, "MpClosed")                         /* connection ended (FIN or RST) */        \
-  X(kFreed, "MpFreed")                           /* state released */
+  X(kFreed, "MpFreed")                           /* state released */                       \
+  X(kJoinSynTx, "MpJoinSynTx")                   /* active join: MP_JOIN SYN forged */      \
+  X(kJoinSynRetransmit, "MpJoinSynRetransmit")                                              \
+  X(kJoinSynAckRx, "MpJoinSynAckRx")             /* valid SYN/ACK of our join */            \
+  X(kJoinSynAckBadHmac, "MpJoinSynAckBadHmac")   /* RST + MP_TCPRST 1, subflow freed */     \
+  X(kJoinSynAckNoJoin, "MpJoinSynAckNoJoin")     /* SYN/ACK without MP_JOIN: RST */         \
+  X(kJoinAckTx, "MpJoinAckTx")                   /* third ACK (HMAC-A) forged */            \
+  X(kJoinAckRetransmit, "MpJoinAckRetransmit")                                              \
+  X(kJoinRefused, "MpJoinRefused")               /* peer reset our join */                  \
+  X(kJoinTimeout, "MpJoinTimeout")               /* join handshake unanswered */            \
+  X(kJoinPreEstDrop, "MpJoinPreEstDrop")         /* segment before the 4th ACK: dropped */  \
+  X(kJoinFourthAckRx, "MpJoinFourthAckRx")                                                  \
+  X(kJoinSynRx, "MpJoinSynRx")                   /* passive: MP_JOIN SYN received */        \
+  X(kJoinNoToken, "MpJoinNoToken")               /* unknown token: RST + MP_TCPRST 1 */     \
+  X(kJoinSynAckTx, "MpJoinSynAckTx")                                                        \
+  X(kJoinAckRx, "MpJoinAckRx")                   /* passive: valid third ACK */             \
+  X(kJoinAckBadHmac, "MpJoinAckBadHmac")         /* RST + MP_TCPRST 1, subflow freed */     \
+  X(kJoinAckNoJoin, "MpJoinAckNoJoin")           /* third ACK without MP_JOIN: RST */       \
+  X(kJoinFourthAckTx, "MpJoinFourthAckTx")                                                  \
+  X(kJoinEstablished, "MpJoinEstablished")                                                  \
+  X(kJoinRstTx, "MpJoinRstTx")                   /* RST forged on a join subflow */         \
+  X(kJoinDupSyn, "MpJoinDupSyn")                 /* SYN for a known join tuple */           \
+  X(kJoinLimit, "MpJoinLimit")                   /* max_subflows reached: RST */            \
+  X(kMpPrioTx, "MpMpPrioTx")                                                                \
+  X(kMpPrioRx, "MpMpPrioRx")                                                                \
+  X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \
+  X(kRemoveAddrRx, "MpRemoveAddrRx")                                                        \
+  X(kSideAckTx, "MpSideAckTx")                   /* subflow ACK forged on another subflow */ \
+  X(kNonActiveAckConsumed, "MpNonActiveAckConsumed") /* empty, no news, non-active: drop */ \
+  X(kNoSubflow, "MpNoSubflow")                   /* no usable subflow: outbound dropped */  \
+  X(kTxSameSubflow, "MpTxSameSubflow")           /* retransmission on its first subflow */  \
+  X(kTxMovedSubflow, "MpTxMovedSubflow")         /* retransmission at fresh SSN space */    \
+  X(kTxStaleSubflow, "MpTxStaleSubflow")         /* old subflow silent: moved to active */  \
+  X(kTsOffsetAdjusted, "MpTsOffsetAdjusted")     /* tsval kept monotonic for the stack */   \
+  X(kWindowRescaled, "MpWindowRescaled")                                                    \
+  X(kSubflowClosedRx, "MpSubflowClosedRx")       /* peer closed one subflow (FIN) */        \
+  X(kSubflowRstRx, "MpSubflowRstRx")             /* peer reset one subflow */               \
+  X(kSubflowClosedPackets, "MpSubflowClosedPackets") /* for a closed subflow: dropped */    \
+  X(kMultiFallback, "MpMultiFallback")           /* fallback signal with joins: dropped */  \
+  X(kHandoverStarted, "MpHandoverStarted")                                                  \
+  X(kHandoverMoved, "MpHandoverMoved")           /* a connection's sending moved */         \
+  X(kHandoverFailed, "MpHandoverFailed")         /* a connection's handover failed */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

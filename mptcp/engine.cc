@@ -87,6 +87,7 @@ void Engine::ForEachConnection(const std::function<void(const Connection&)>& vis
 void Engine::OnPacket(Time now, const packet::PacketMeta& meta, packet::MutableBytes pkt,
                       PacketOut& out, packet::Actions& actions) {
   counters_.Inc(Counter::kPackets);
+  clock_ = now;
   out.Reset();
   auto parsed = packet::ParseTcpPacket(pkt, meta);
   if (!parsed) {
@@ -135,8 +136,12 @@ void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions&
     out.verdict = packet::Verdict::kDrop;
     return;
   }
+  if (c.multi) {
+    OutboundMulti(now, c, p, out, actions);
+    return;
+  }
   if (p.tcp.has(tcp_flags::kRst)) {
-    OutboundRst(now, c, p, out);
+    OutboundRst(now, c, p, out, actions);
     return;
   }
   OutboundEstablished(c, p, out);
@@ -179,8 +184,9 @@ bool Engine::NewKey(Connection& c) {
 
 uint8_t Engine::MpcFlags(const Connection& c) const {
   // H: HMAC-SHA256 (the only v1 algorithm). A: checksums. C: "do not join my initial
-  // address/port" — until joins are implemented (issue 4) a native peer must not try, or its join
-  // would fail with MPRstTx (RFC 8684 §3.1).
+  // address/port" (RFC 8684 §3.1): the mobile host is the joiner (mptcp/subflow.cc); a native
+  // server must not open subflows towards a client behind NAT. Joins that arrive anyway (another
+  // mproxyd, a native client) are still answered (passive joins).
   return static_cast<uint8_t>(kMpcFlagHmacSha256 | kMpcFlagNoJoinInitial |
                               (c.checksums ? kMpcFlagChecksum : 0));
 }
@@ -218,6 +224,7 @@ void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
     fresh->syn_tries = 1;
     fresh->checksums = config_.checksums;
     fresh->created = fresh->last_activity = now;
+    RecordLocalSyn(*fresh, p);
     if (!NewKey(*fresh)) {
       counters_.Inc(Counter::kKeyGenFailed);
       return;  // plain TCP
@@ -244,6 +251,7 @@ void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
 void Engine::OutboundSynAck(Connection& c, TcpPacket& p, PacketOut& out) {
   if (c.state != ConnState::kSynReceived) return;  // late retransmission: Linux ignores its options
   c.tx_isn = p.tcp.seq;
+  RecordLocalSyn(c, p);
   // The responder's key travels in the SYN/ACK (RFC 8684 §3.1); A echoes a checksum request.
   MpCapable mpc;
   mpc.form = MpCapable::Form::kSynAck;
@@ -257,7 +265,9 @@ void Engine::OutboundSynAck(Connection& c, TcpPacket& p, PacketOut& out) {
   Emit(p, out);
 }
 
-void Engine::OutboundRst(Time now, Connection& c, TcpPacket& p, PacketOut& out) {
+void Engine::OutboundRst(Time now, Connection& c, TcpPacket& p, PacketOut& out,
+                         packet::Actions& actions) {
+  ResetJoins(c, actions);  // joins still in their handshake
   // A local RST aborts the whole connection: MP_FASTCLOSE with the receiver's key plus MP_TCPRST on
   // the RST (interop §1.6: what Linux emits in mptcp_do_fastclose(); seed §3.1 maps RST <->
   // MP_FASTCLOSE).
@@ -289,17 +299,20 @@ bool Engine::RxIdentity(const Connection& c) {
   return !c.rx_shifted;
 }
 
-const TxMapping& Engine::TxMappingFor(Connection& c, uint64_t begin, uint32_t len, bool fin,
-                                      packet::Bytes payload) {
+const TxMapping& Engine::TxMappingFor(Connection& c, std::deque<TxMapping>& maps, uint64_t begin,
+                                      uint32_t len, bool fin, packet::Bytes payload,
+                                      uint64_t ssn_off, bool initial) {
   const uint64_t end = begin + len + (fin ? 1 : 0);
-  while (!c.tx_maps.empty() && c.tx_maps.front().end() <= c.tx_acked) c.tx_maps.pop_front();
+  while (!maps.empty() && maps.front().end() <= c.tx_acked) maps.pop_front();
   // The mapping that holds `begin`, if any (the deque is sorted by offset and gap-free in
   // practice, so this is a short backwards scan from the end for new data).
-  auto it = std::upper_bound(c.tx_maps.begin(), c.tx_maps.end(), begin,
+  auto it = std::upper_bound(maps.begin(), maps.end(), begin,
                              [](uint64_t b, const TxMapping& m) { return b < m.off; });
-  if (it != c.tx_maps.begin()) {
+  if (it != maps.begin()) {
     const TxMapping& m = *std::prev(it);
-    if (begin < m.end() && end <= m.end()) {
+    // (A mapping belongs to the subflow bytes it was sent at: a retransmission moved to other
+    // subflow bytes needs a new one.)
+    if (begin < m.end() && end <= m.end() && (len == 0 || m.ssn_off + (begin - m.off) == ssn_off)) {
       counters_.Inc(Counter::kTxMappingReused);
       return m;
     }
@@ -308,27 +321,29 @@ const TxMapping& Engine::TxMappingFor(Connection& c, uint64_t begin, uint32_t le
   fresh.off = begin;
   fresh.len = len;
   fresh.fin = fin;
+  fresh.ssn_off = ssn_off;
   // MP_CAPABLE + data for the first data byte until the peer's first DSS; Linux lets a DATA_FIN
   // take precedence (mptcp_established_options_mp()).
-  fresh.mpc = c.role == Role::kActive && !c.peer_dss_seen && begin == 0 && len > 0 && !fin;
+  fresh.mpc =
+      initial && c.role == Role::kActive && !c.peer_dss_seen && begin == 0 && len > 0 && !fin;
   if (c.checksums) {
     if (fresh.mpc) {
       fresh.checksum = DssChecksum(DataSeq(c.local_idsn + 1), 1, static_cast<uint16_t>(len), payload);
     } else {
       fresh.checksum = DssChecksum(DataSeq(c.local_idsn + 1 + begin),
-                                   len > 0 ? static_cast<uint32_t>(begin + 1) : 0u,
+                                   len > 0 ? static_cast<uint32_t>(ssn_off + 1) : 0u,
                                    static_cast<uint16_t>(len + (fin ? 1 : 0)), payload);
     }
   }
   // Drop what the new mapping overlaps (a retransmission straddling two mappings: Linux may refuse
   // it, but there is no better mapping to send; counted).
-  auto first = std::lower_bound(c.tx_maps.begin(), c.tx_maps.end(), begin,
+  auto first = std::lower_bound(maps.begin(), maps.end(), begin,
                                 [](const TxMapping& m, uint64_t b) { return m.end() <= b; });
   auto last = first;
-  while (last != c.tx_maps.end() && last->off < end) ++last;
+  while (last != maps.end() && last->off < end) ++last;
   if (first != last) counters_.Inc(Counter::kTxRemapped);
-  it = c.tx_maps.erase(first, last);
-  return *c.tx_maps.insert(it, fresh);
+  it = maps.erase(first, last);
+  return *maps.insert(it, fresh);
 }
 
 Option Engine::MappingOption(const Connection& c, const TxMapping& m,
@@ -352,7 +367,7 @@ Option Engine::MappingOption(const Connection& c, const TxMapping& m,
   map.dsn64 = true;
   map.dsn = c.local_idsn + 1 + m.off;
   // DATA_FIN on an empty segment: SSN 0, length 1 (interop §1.4, mptcp_write_data_fin()).
-  map.ssn = m.len > 0 ? static_cast<uint32_t>(m.off + 1) : 0u;
+  map.ssn = m.len > 0 ? static_cast<uint32_t>(m.ssn_off + 1) : 0u;
   map.data_len = static_cast<uint16_t>(m.len + (m.fin ? 1 : 0));
   map.checksum = m.checksum;
   dss.mapping = map;
@@ -399,7 +414,10 @@ void Engine::OutboundEstablished(Connection& c, TcpPacket& p, PacketOut& out) {
   Option opt;
   bool have_opt = true;
   if (seq_off && (len > 0 || fin)) {
-    opt = MappingOption(c, TxMappingFor(c, *seq_off, len, fin, p.payload()), data_ack);
+    // One path: the segment's SSN offset is its TSN offset (DESIGN.md, SSN allocation).
+    const TxMapping& m =
+        TxMappingFor(c, c.tx_maps, *seq_off, len, fin, p.payload(), *seq_off, /*initial=*/true);
+    opt = MappingOption(c, m, data_ack);
   } else if (c.role == Role::kActive && !c.peer_dss_seen) {
     // Third ACK and every pure ACK until the peer's first DSS: MP_CAPABLE ACK with both keys
     // (RFC 8684 §3.1), so a lost third ACK is repaired by the next one.
@@ -491,14 +509,31 @@ void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& 
   }
   const bool syn = p.tcp.has(tcp_flags::kSyn), ack = p.tcp.has(tcp_flags::kAck);
   if (syn && !ack) {
-    InboundSyn(now, p, opts, out);
+    InboundSyn(now, p, opts, out, actions);
     return;
+  }
+  if (!wire_.empty()) {
+    // Join subflows have their own wire tuples (one hash lookup only once some exist).
+    if (auto w = wire_.find(key); w != wire_.end()) {
+      InboundJoin(now, *w->second.conn, *w->second.sf, p, opts, out, actions);
+      return;
+    }
   }
   Connection* found = Track(now, key);
   if (found == nullptr) return;
   Connection& c = *found;
   if (syn) {
     if (c.role == Role::kActive) InboundSynAck(now, c, p, opts, out);
+    return;
+  }
+  if (!c.multi && !c.subflows.empty() && (opts.mp_prio || opts.remove_addr)) {
+    // The peer steers between subflows (RFC 8684 §3.3.8, §3.4.2): that needs the multipath
+    // state even if only the initial subflow carried data so far.
+    MigrateToMulti(c);
+  }
+  if (c.multi) {
+    InboundMulti(now, c, *c.subflows[0], p, opts, out, actions);
+    if (conns_.contains(key)) MaybeCloseMulti(now, c);
     return;
   }
   if (c.state == ConnState::kSynSent) {
@@ -559,13 +594,13 @@ void Engine::ClampMss(TcpPacket& p) {
   }
 }
 
-void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, PacketOut& out) {
+void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, PacketOut& out,
+                        packet::Actions& actions) {
   const FourTuple key = p.tuple().Reversed();
   if (opts.mp_join) {
-    // A join (RFC 8684 §3.2): not offered yet (our MP_CAPABLE carries C), and handing it to the
-    // local stack as a plain SYN would open a ghost connection. The joiner gives up.
-    counters_.Inc(Counter::kJoinRejected);
-    out.verdict = packet::Verdict::kDrop;
+    // A join (RFC 8684 §3.2, interop §2.2): answered by us, never handed to the local stack (it
+    // would open a ghost connection).
+    InboundJoinSyn(now, p, opts, out, actions);
     return;
   }
   auto it = conns_.find(key);
@@ -597,6 +632,7 @@ void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, Pack
     fresh->rx_isn = p.tcp.seq;
     fresh->created = fresh->last_activity = now;
     fresh->checksums = config_.checksums || opts.mp_capable->checksum_required();
+    RecordPeerSyn(*fresh, p);
     if (!NewKey(*fresh)) {
       counters_.Inc(Counter::kKeyGenFailed);
       return;
@@ -635,6 +671,7 @@ void Engine::InboundSynAck(Time now, Connection& c, TcpPacket& p, const SegmentO
     c.remote_key_known = true;
     c.checksums = config_.checksums || opts.mp_capable->checksum_required();
     c.rx_isn = p.tcp.seq;
+    RecordPeerSyn(c, p);
     c.state = ConnState::kEstablished;
     counters_.Inc(Counter::kConverted);
     Schedule(c, now + config_.idle_timeout);
@@ -966,6 +1003,12 @@ void Engine::SendSubflowFin(Time now, Connection& c, packet::Actions& actions) {
     actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
     counters_.Inc(c.tx_sfin_sent ? Counter::kSubflowFinRetransmit : Counter::kSubflowFinTx);
   }
+  if (!c.tx_sfin_sent) {
+    // Joins that never carried data (the fast path still runs) close with the initial subflow.
+    for (auto& sf : c.subflows) {
+      if (sf->state == SubflowState::kEstablished && !sf->gone) SendFinOn(now, c, *sf, actions);
+    }
+  }
   c.tx_sfin_sent = true;
   const auto backoff = config_.fin_rto * (1 << std::min(c.tx_sfin_tries, 10));
   ++c.tx_sfin_tries;
@@ -1021,6 +1064,7 @@ void Engine::Schedule(Connection& c, Time when) {
 
 void Engine::Erase(Connection& c) {
   timers_.erase({c.deadline, &c});
+  FreeSubflows(c);
   local_tokens_.erase(c.local_token);
   counters_.Inc(Counter::kFreed);
   conns_.erase(c.tuple);  // destroys c
@@ -1032,6 +1076,7 @@ std::optional<Time> Engine::NextTimeout() const {
 }
 
 void Engine::OnTimer(Time now, packet::Actions& actions) {
+  clock_ = now;
   while (!timers_.empty() && timers_.begin()->first <= now) {
     Connection& c = *timers_.begin()->second;
     switch (c.state) {
@@ -1045,6 +1090,11 @@ void Engine::OnTimer(Time now, packet::Actions& actions) {
         Erase(c);
         break;
       case ConnState::kEstablished:
+        if (c.multi) {
+          MultiTimer(now, c, actions);
+          break;
+        }
+        JoinTimers(now, c, actions);
         if (c.tx_sfin_sent && !c.tx_sfin_acked && now >= c.tx_sfin_due) {
           if (c.tx_sfin_tries >= config_.fin_retries) {
             counters_.Inc(Counter::kTimeoutFin);
@@ -1058,6 +1108,7 @@ void Engine::OnTimer(Time now, packet::Actions& actions) {
         } else {
           Time next = c.last_activity + config_.idle_timeout;
           if (c.tx_sfin_sent && !c.tx_sfin_acked) next = std::min(next, c.tx_sfin_due);
+          if (auto due = SubflowDue(c)) next = std::min(next, *due);
           Schedule(c, next);
         }
         break;

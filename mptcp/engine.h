@@ -8,7 +8,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -48,6 +50,13 @@ struct EngineConfig {
   std::chrono::milliseconds close_linger{10'000};
   std::chrono::milliseconds fin_rto{200};
   int fin_retries = 8;
+  // Join handshakes (RFC 8684 §3.2): the MP_JOIN SYN and the third ACK are retransmitted after
+  // join_rto, doubling, join_retries times in all; then the join fails (like a TCP SYN).
+  std::chrono::milliseconds join_rto{1'000};
+  int join_retries = 5;
+  // Subflows per connection, the initial one included (Linux caps extra subflows at 8): a peer
+  // cannot make us hold unbounded join state.
+  size_t max_subflows = 8;
 };
 
 // A local interface the engine may open subflows from. The daemon learns these from the kernel
@@ -108,6 +117,19 @@ class Engine final : public packet::Engine {
   // send come back in `actions`, progress is read back with HandoverStatusOf() after later packets
   // and timers. Errors are for requests that cannot start (unknown interface, no address of the
   // connection's family, no such connection).
+  //
+  // Forged packets (actions.forged[i].ifindex): a join subflow's leave by the interface it was
+  // opened from (passive joins: the interface holding its local address, 0 if none); the initial
+  // subflow's by 0 while it is the only one in use, then by the interface holding its address.
+  // Rewritten verdict packets moved onto a join carry its source address: the kernel re-routes
+  // them, so the host needs source-address routing (one table per interface).
+  //
+  // StartHandover: make-before-break is done when the new subflow gets its fourth ACK (the MP_PRIO
+  // packets and the switch happen in that same OnPacket call), at once when an established
+  // subflow on `to` exists already, or when the request covers no connection (connections = 0).
+  // Break-before-make likewise, with REMOVE_ADDR instead of MP_PRIO. A join that times out
+  // (join_rto doubling, join_retries tries: ~31 s by default), is refused or fails an HMAC check
+  // counts as failed; the request ends kFailed if no connection moved, else kDone.
   void SetInterfaces(std::vector<LocalInterface> interfaces);
   [[nodiscard]] Result<uint64_t> StartHandover(packet::Time now, const HandoverRequest& request,
                                                packet::Actions& actions);
@@ -131,11 +153,12 @@ class Engine final : public packet::Engine {
   void OutboundSyn(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out);
   void OutboundSynAck(Connection& c, packet::TcpPacket& p, packet::PacketOut& out);
   void OutboundEstablished(Connection& c, packet::TcpPacket& p, packet::PacketOut& out);
-  void OutboundRst(packet::Time now, Connection& c, packet::TcpPacket& p, packet::PacketOut& out);
+  void OutboundRst(packet::Time now, Connection& c, packet::TcpPacket& p, packet::PacketOut& out,
+                   packet::Actions& actions);
 
   // Inbound, per state.
   void InboundSyn(packet::Time now, packet::TcpPacket& p, const SegmentOptions& opts,
-                  packet::PacketOut& out);
+                  packet::PacketOut& out, packet::Actions& actions);
   void InboundSynAck(packet::Time now, Connection& c, packet::TcpPacket& p,
                      const SegmentOptions& opts, packet::PacketOut& out);
   void InboundEstablished(packet::Time now, Connection& c, packet::TcpPacket& p,
@@ -152,8 +175,10 @@ class Engine final : public packet::Engine {
   [[nodiscard]] static bool RxIdentity(const Connection& c);
   // The mapping a tx segment [begin, begin+len(+FIN)) must carry: the one it was first sent under
   // if it lies inside it, else a new one (recorded).
-  const TxMapping& TxMappingFor(Connection& c, uint64_t begin, uint32_t len, bool fin,
-                                packet::Bytes payload);
+  // `maps` are the mappings of the subflow the segment goes on, `ssn_off` where it goes there.
+  const TxMapping& TxMappingFor(Connection& c, std::deque<TxMapping>& maps, uint64_t begin,
+                                uint32_t len, bool fin, packet::Bytes payload, uint64_t ssn_off,
+                                bool initial);
   Option MappingOption(const Connection& c, const TxMapping& m, std::optional<DssDataAck> data_ack);
   void MaybeClose(packet::Time now, Connection& c);
   void FallBack(Connection& c, Counter why);
@@ -169,6 +194,62 @@ class Engine final : public packet::Engine {
   void Schedule(Connection& c, packet::Time when);
   void Erase(Connection& c);
 
+  // Subflows and handover (mptcp/subflow.cc, mptcp/control.cc).
+  struct WireRef {
+    Connection* conn = nullptr;
+    Subflow* sf = nullptr;
+  };
+  struct HandoverJob {
+    HandoverRequest request;
+    HandoverStatus status;
+    size_t pending = 0;
+  };
+  static void RecordLocalSyn(Connection& c, const packet::TcpPacket& p);
+  static void RecordPeerSyn(Connection& c, const packet::TcpPacket& p);
+  void MigrateToMulti(Connection& c);
+  Subflow* SubflowById(Connection& c, uint32_t id);
+  void SelectActive(Connection& c);
+  uint8_t AddressId(const Connection& c, const packet::IpAddress& a);
+  const LocalInterface* InterfaceByName(std::string_view name) const;
+  const LocalInterface* InterfaceOf(const packet::IpAddress& a) const;
+  Connection* ConnectionByToken(uint32_t token);
+  Result<Subflow*> OpenJoin(packet::Time now, Connection& c, const LocalInterface& iface,
+                            bool backup, packet::Actions& actions);
+  void SendJoinSyn(packet::Time now, Connection& c, Subflow& sf, packet::Actions& actions);
+  void SendJoinThirdAck(packet::Time now, Connection& c, Subflow& sf, packet::Actions& actions);
+  void SendJoinSynAck(packet::Time now, Connection& c, Subflow& sf, packet::Actions& actions);
+  void InboundJoinSyn(packet::Time now, packet::TcpPacket& p, const SegmentOptions& opts,
+                      packet::PacketOut& out, packet::Actions& actions);
+  void InboundJoin(packet::Time now, Connection& c, Subflow& sf, packet::TcpPacket& p,
+                   const SegmentOptions& opts, packet::PacketOut& out, packet::Actions& actions);
+  void InboundMulti(packet::Time now, Connection& c, Subflow& sf, packet::TcpPacket& p,
+                    const SegmentOptions& opts, packet::PacketOut& out, packet::Actions& actions);
+  void OutboundMulti(packet::Time now, Connection& c, packet::TcpPacket& p, packet::PacketOut& out,
+                     packet::Actions& actions);
+  void JoinEstablished(packet::Time now, Connection& c, Subflow& sf, packet::Actions& actions);
+  void SwitchTo(packet::Time now, Connection& c, Subflow& to, const HandoverJob* job,
+                packet::Actions& actions);
+  void FinishHandover(packet::Time now, Subflow& sf, bool ok, std::string_view error);
+  // Forges a segment on subflow `sf` (wire tuple, its sequence spaces) with a DSS DATA_ACK and
+  // the extra options given.
+  bool ForgeOn(Connection& c, Subflow& sf, uint8_t flags, uint32_t seq,
+               std::initializer_list<Option> extra, packet::Actions& actions,
+               bool with_data_ack = true);
+  void ForgeRstOn(Connection& c, Subflow& sf, uint8_t reason, packet::Actions& actions);
+  void ForgeHandshakeRst(const packet::TcpPacket& p, packet::Actions& actions);
+  void SendFinOn(packet::Time now, Connection& c, Subflow& sf, packet::Actions& actions);
+  void CloseSubflow(packet::Time now, Connection& c, Subflow& sf);
+  void FreeSubflow(Connection& c, Subflow& sf);
+  void FreeSubflows(Connection& c);
+  void ResetJoins(Connection& c, packet::Actions& actions);
+  void JoinTimers(packet::Time now, Connection& c, packet::Actions& actions);
+  void MultiTimer(packet::Time now, Connection& c, packet::Actions& actions);
+  [[nodiscard]] std::optional<packet::Time> SubflowDue(const Connection& c) const;
+  void ArmSubflow(Connection& c, Subflow& sf, packet::Time when);
+  void MaybeCloseMulti(packet::Time now, Connection& c);
+  bool FitOption(packet::TcpPacket& p, Option& opt);
+  [[nodiscard]] SubflowInfo InfoOf(const Connection& c, const Subflow& sf) const;
+
   EngineConfig config_;
   packet::Rng& rng_;
   CounterSet<Counter, kCounterNames> counters_;
@@ -176,6 +257,11 @@ class Engine final : public packet::Engine {
   std::unordered_set<uint32_t> local_tokens_;
   std::set<std::pair<packet::Time, Connection*>> timers_;
   std::vector<LocalInterface> interfaces_;
+  std::unordered_map<packet::FourTuple, WireRef> wire_;  // join subflows, local -> remote
+  std::map<packet::IpAddress, uint8_t> address_ids_;     // our address IDs (>= 1, stable)
+  std::map<uint64_t, HandoverJob> handovers_;
+  uint64_t next_handover_ = 1;
+  packet::Time clock_{};  // the latest time passed in (for bookkeeping only)
 };
 
 }  // namespace mproxy::mptcp

@@ -76,6 +76,29 @@ InsertResult MappingTable::Insert(uint64_t src, uint64_t dst, uint64_t len, uint
   return InsertResult::kInserted;
 }
 
+void MappingTable::Assign(uint64_t src, uint64_t dst, uint64_t len, uint32_t tag) {
+  if (len == 0) return;
+  const uint64_t end = src + len;
+  std::vector<MapEntry> kept;
+  kept.reserve(entries_.size() + 2);
+  for (const MapEntry& e : entries_) {
+    if (e.src_end() <= src || e.src >= end) {
+      kept.push_back(e);
+      continue;
+    }
+    if (e.src < src) kept.push_back(MapEntry{e.src, e.dst, src - e.src, e.tag});
+    if (e.src_end() > end) {
+      kept.push_back(MapEntry{end, e.dst + (end - e.src), e.src_end() - end, e.tag});
+    }
+  }
+  entries_ = std::move(kept);
+  auto at = std::partition_point(entries_.begin(), entries_.end(),
+                                 [&](const MapEntry& e) { return e.src < src; });
+  size_t idx = static_cast<size_t>(at - entries_.begin());
+  entries_.insert(at, MapEntry{src, dst, len, tag});
+  MergeAround(idx);
+}
+
 void MappingTable::MergeAround(size_t i) {
   // Merge with the right neighbour, then the left one.
   if (i + 1 < entries_.size()) {

@@ -50,6 +50,11 @@ class MappingTable {
   // a mapping may not change once established — Linux counts DSSNotMatching).
   InsertResult Insert(uint64_t src, uint64_t dst, uint64_t len, uint32_t tag = 0);
 
+  // Records src[src, src+len) -> dst[dst, dst+len) with `tag`, replacing whatever mapped any part
+  // of that source range before. For the SEND table only: a retransmission whose original subflow
+  // is gone is sent again at new subflow bytes (seed §3.3), so its old mapping no longer applies.
+  void Assign(uint64_t src, uint64_t dst, uint64_t len, uint32_t tag = 0);
+
   // The entry covering source offset `src`, if any.
   [[nodiscard]] const MapEntry* Find(uint64_t src) const;
   [[nodiscard]] std::optional<uint64_t> Map(uint64_t src) const;

@@ -1,0 +1,1420 @@
+// Join subflows and the multipath data path of the engine (RFC 8684 §3.2, §3.3; seed §3.2-§3.5;
+// mptcp/DESIGN.md "Subflows"). The single-path code in engine.cc stays the fast path while only
+// the initial subflow carries data; from MigrateToMulti() on every packet of the connection comes
+// here.
+#include <algorithm>
+#include <array>
+#include <limits>
+
+#include "mptcp/crypto.h"
+#include "mptcp/engine.h"
+#include "mptcp/options.h"
+#include "packet/checksum.h"
+
+namespace mproxy::mptcp {
+
+using packet::DataSeq;
+using packet::FourTuple;
+using packet::PacketOut;
+using packet::TcpPacket;
+using packet::Time;
+namespace tcp_flags = packet::tcp_flags;
+namespace tcp_opt = packet::tcp_opt;
+
+namespace {
+
+constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
+// Retransmissions a non-active subflow gets without its subflow ACK moving before the ones after
+// them go to the active subflow (the local stack's RTO backs off: 2 means ~3 RTOs of silence).
+constexpr int kStaleRetransmissions = 2;
+
+std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref) {
+  const DataSeq wide = packet::Expand32(DataSeq(ref), seq - (isn + 1));
+  if (static_cast<int64_t>(wide.value()) < 0) return std::nullopt;
+  return wide.value();
+}
+
+uint32_t WireOf(uint32_t isn, uint64_t off) { return isn + 1 + static_cast<uint32_t>(off); }
+
+bool AddMptcp(packet::TcpOptionList& opts, const Option& o) {
+  std::array<uint8_t, 40> buf{};
+  packet::ByteWriter w(buf);
+  if (!Emit(o, w) || w.offset() < 2) return false;
+  return opts.AddRaw(kMptcpOptionKind, packet::Bytes(buf).subspan(2, w.offset() - 2));
+}
+
+// The next sequence number we send on `sf` (our FIN, once forged, took one).
+uint32_t SndNxt(const Subflow& sf) {
+  return WireOf(sf.tx_isn, sf.tx_ssn_next + (sf.sfin_sent ? 1 : 0));
+}
+
+bool SetTimestamps(packet::TcpOptionList& opts, packet::TimestampsOption ts) {
+  auto i = opts.Find(tcp_opt::kTimestamps);
+  if (!i) return false;
+  std::array<uint8_t, 8> b{};
+  for (int k = 0; k < 4; ++k) {
+    b[k] = static_cast<uint8_t>(ts.tsval >> (24 - 8 * k));
+    b[4 + k] = static_cast<uint8_t>(ts.tsecr >> (24 - 8 * k));
+  }
+  return opts.OverwriteData(*i, b);
+}
+
+bool Alive(const Subflow& sf) {
+  return sf.state == SubflowState::kEstablished || sf.state == SubflowState::kClosing;
+}
+
+bool InHandshake(const Subflow& sf) {
+  return sf.state == SubflowState::kSynSent || sf.state == SubflowState::kPreEstablished ||
+         sf.state == SubflowState::kSynReceived;
+}
+
+// Subflows that hold state the peer can still use, the initial one included.
+size_t LiveSubflows(const Connection& c) {
+  size_t n = c.multi ? 0 : 1;
+  for (const auto& sf : c.subflows) n += sf->state != SubflowState::kClosed ? 1 : 0;
+  return n;
+}
+
+bool HasAddress(const LocalInterface& i, const packet::IpAddress& a) {
+  return std::find(i.addresses.begin(), i.addresses.end(), a) != i.addresses.end();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping.
+
+void Engine::RecordLocalSyn(Connection& c, const TcpPacket& p) {
+  // Join subflows copy what the local stack negotiated: its segments and window fields move onto
+  // them unchanged (RFC 7323 §2.2: the window field is scaled by the sender's announced shift).
+  c.local_mss = p.options.Mss().value_or(0);
+  const auto ws = p.options.WindowScale();
+  c.local_ws = ws.has_value();
+  c.local_wscale = ws.value_or(0);
+  c.local_ts = p.options.Timestamps().has_value();
+  c.syn_window = p.tcp.window;
+  c.ttl = c.ttl == 0 ? 64 : c.ttl;
+}
+
+void Engine::RecordPeerSyn(Connection& c, const TcpPacket& p) {
+  const auto ws = p.options.WindowScale();
+  c.peer_ws = ws.has_value();
+  c.peer_wscale = ws.value_or(0);
+  c.peer_ts = p.options.Timestamps().has_value();
+}
+
+void Engine::MigrateToMulti(Connection& c) {
+  if (c.multi) return;
+  // The initial subflow's state moves out of the connection into subflows[0] (mptcp/DESIGN.md):
+  // from now on its SSNs are allocated through the SEND table like any other subflow's. Up to
+  // here SSN == TSN on it, which is the SEND table entry [acked, tx_high) -> same offsets.
+  auto init = std::make_unique<Subflow>();
+  Subflow& s = *init;
+  s.id = 0;
+  s.initial = true;
+  s.tuple = c.tuple;
+  s.local_id = 0;
+  s.remote_id = 0;
+  s.state = SubflowState::kEstablished;
+  s.joiner = c.role == Role::kActive;
+  s.tx_isn = c.tx_isn;
+  s.tx_ssn_next = c.tx_high;
+  s.tx_san = c.tx_acked;  // (at least: its subflow ACK is never behind the DATA_ACK on one path)
+  s.tx_maps = std::move(c.tx_maps);
+  s.sfin_sent = c.tx_sfin_sent;
+  s.sfin_acked = c.tx_sfin_acked;
+  s.sfin_tries = c.tx_sfin_tries;
+  if (c.tx_sfin_sent && !c.tx_sfin_acked) s.due = c.tx_sfin_due;
+  s.rx_isn = c.rx_isn;
+  s.recv = std::move(c.recv);
+  s.rx_ssn_high = c.rx_ssn_high;
+  s.rx_san = s.rx_san_sent = c.rx_san;
+  s.rx_sfin = c.rx_sfin;
+  s.rx_shifted = c.rx_shifted;
+  s.ws = c.local_ws && c.peer_ws;
+  s.peer_wscale = s.ws ? c.peer_wscale : 0;
+  s.ts = c.local_ts && c.peer_ts;
+  s.ts_recent = c.last_ts ? c.last_ts->tsecr : 0;
+  s.ts_offset = 0;  // the local stack already knows this subflow's timestamps
+  s.ts_offset_set = true;
+  s.ttl = c.ttl;
+  // Forged packets of the initial subflow leave by its interface once there are several (the
+  // default route may point elsewhere after a handover).
+  if (const LocalInterface* i = InterfaceOf(c.tuple.src)) s.ifindex = i->ifindex;
+  s.bytes_tx = c.bytes_tx;
+  s.bytes_rx = c.bytes_rx;
+  if (c.tx_high > c.tx_acked) c.send.Assign(c.tx_acked, c.tx_acked, c.tx_high - c.tx_acked, 0);
+  if (c.last_ts) {
+    c.rx_ts_high = c.last_ts->tsecr;
+    c.rx_ts_set = true;
+  }
+  Subflow* raw = init.get();
+  // (push_back + rotate rather than insert at begin: g++ 12 -Wnull-dereference false positive.)
+  c.subflows.push_back(std::move(init));
+  std::rotate(c.subflows.begin(), c.subflows.end() - 1, c.subflows.end());
+  c.active = raw;
+  c.multi = true;
+}
+
+Subflow* Engine::SubflowById(Connection& c, uint32_t id) {
+  for (auto& sf : c.subflows) {
+    if (sf->id == id) return sf.get();
+  }
+  return nullptr;
+}
+
+void Engine::SelectActive(Connection& c) {
+  // Our own priorities first (we are the one that decides handovers, seed §5.3), then the peer's
+  // MP_PRIO (RFC 8684 §3.3.8), then stay where we are.
+  Subflow* best = nullptr;
+  int best_score = -1;
+  for (auto& p : c.subflows) {
+    Subflow& sf = *p;
+    if (!sf.usable()) continue;
+    const int score = (sf.backup_local ? 0 : 4) + (sf.backup_remote ? 0 : 2) + (&sf == c.active);
+    if (score > best_score) {
+      best = &sf;
+      best_score = score;
+    }
+  }
+  c.active = best;
+}
+
+uint8_t Engine::AddressId(const Connection& c, const packet::IpAddress& a) {
+  if (a == c.tuple.src) return 0;  // RFC 8684 §3.4.1: ID 0 is the initial subflow's address
+  auto it = address_ids_.find(a);
+  if (it != address_ids_.end()) return it->second;
+  const uint8_t id = static_cast<uint8_t>(std::min<size_t>(address_ids_.size() + 1, 255));
+  address_ids_.emplace(a, id);
+  return id;
+}
+
+const LocalInterface* Engine::InterfaceByName(std::string_view name) const {
+  for (const auto& i : interfaces_) {
+    if (i.name == name) return &i;
+  }
+  return nullptr;
+}
+
+const LocalInterface* Engine::InterfaceOf(const packet::IpAddress& a) const {
+  for (const auto& i : interfaces_) {
+    if (HasAddress(i, a)) return &i;
+  }
+  return nullptr;
+}
+
+Connection* Engine::ConnectionByToken(uint32_t token) {
+  // Joins are rare next to data packets: a scan instead of a second index to keep in sync.
+  if (!local_tokens_.contains(token)) return nullptr;
+  for (auto& [t, c] : conns_) {
+    if (c->local_token == token && c->state != ConnState::kFallback) return c.get();
+  }
+  return nullptr;
+}
+
+std::optional<Time> Engine::SubflowDue(const Connection& c) const {
+  std::optional<Time> due;
+  for (const auto& sf : c.subflows) {
+    if (sf->due && (!due || *sf->due < *due)) due = sf->due;
+  }
+  return due;
+}
+
+void Engine::ArmSubflow(Connection& c, Subflow& sf, Time when) {
+  sf.due = when;
+  if (when < c.deadline) Schedule(c, when);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forged segments on a subflow.
+
+bool Engine::ForgeOn(Connection& c, Subflow& sf, uint8_t flags, uint32_t seq,
+                     std::initializer_list<Option> extra, packet::Actions& actions,
+                     bool with_data_ack) {
+  packet::TcpHeader h;
+  h.sport = sf.tuple.sport;
+  h.dport = sf.tuple.dport;
+  h.seq = seq;
+  h.ack = (flags & tcp_flags::kAck) != 0 ? WireOf(sf.rx_isn, sf.rx_san) : 0;
+  h.flags = flags;
+  h.window = c.last_window;
+  packet::TcpOptionList opts;
+  if (sf.ts) {
+    (void)opts.AddNop();
+    (void)opts.AddNop();
+    (void)opts.AddTimestamps({c.last_ts ? c.last_ts->tsval : 0, sf.ts_recent});
+  }
+  if (with_data_ack) {
+    Dss dss;
+    dss.data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
+    if (!AddMptcp(opts, dss)) counters_.Inc(Counter::kOptionSpace);
+  }
+  for (const Option& o : extra) {
+    if (!AddMptcp(opts, o)) counters_.Inc(Counter::kOptionSpace);
+  }
+  auto pkt = packet::BuildTcpPacket(sf.tuple, h, opts, packet::Bytes{}, sf.ttl);
+  if (!pkt) {
+    counters_.Inc(Counter::kForgeError);
+    return false;
+  }
+  actions.forged.push_back(packet::ForgedPacket{std::move(pkt.value()), sf.ifindex});
+  if ((flags & tcp_flags::kAck) != 0) sf.rx_san_sent = std::max(sf.rx_san_sent, sf.rx_san);
+  return true;
+}
+
+void Engine::ForgeRstOn(Connection& c, Subflow& sf, uint8_t reason, packet::Actions& actions) {
+  // MP_TCPRST may only share a segment with MP_FAIL / MP_FASTCLOSE (interop §1.7): no DSS here.
+  MpTcpRst rst;
+  rst.reason = reason;
+  const uint32_t seq = sf.state == SubflowState::kSynSent ? sf.tx_isn + 1 : SndNxt(sf);
+  const uint8_t flags =
+      sf.state == SubflowState::kSynSent ? tcp_flags::kRst : tcp_flags::kRst | tcp_flags::kAck;
+  if (ForgeOn(c, sf, flags, seq, {rst}, actions, /*with_data_ack=*/false)) {
+    counters_.Inc(Counter::kJoinRstTx);
+  }
+}
+
+void Engine::ForgeHandshakeRst(const TcpPacket& p, packet::Actions& actions) {
+  // The reset a TCP stack sends for an unacceptable segment (RFC 9293 §3.10.7.1) plus MP_TCPRST
+  // reason 1, what Linux answers an unknown token or a bad HMAC with (interop §2.2).
+  const FourTuple t = p.tuple().Reversed();
+  packet::TcpHeader h;
+  h.sport = t.sport;
+  h.dport = t.dport;
+  if (p.tcp.has(tcp_flags::kAck)) {
+    h.seq = p.tcp.ack;
+    h.flags = tcp_flags::kRst;
+  } else {
+    h.seq = 0;
+    h.ack = p.tcp.seq + p.seq_len();
+    h.flags = tcp_flags::kRst | tcp_flags::kAck;
+  }
+  packet::TcpOptionList opts;
+  MpTcpRst rst;
+  rst.reason = static_cast<uint8_t>(TcpRstReason::kMptcpError);
+  (void)AddMptcp(opts, rst);
+  auto pkt = packet::BuildTcpPacket(t, h, opts, packet::Bytes{});
+  if (!pkt) {
+    counters_.Inc(Counter::kForgeError);
+    return;
+  }
+  const LocalInterface* i = InterfaceOf(t.src);
+  actions.forged.push_back(packet::ForgedPacket{std::move(pkt.value()), i ? i->ifindex : 0});
+  counters_.Inc(Counter::kJoinRstTx);
+}
+
+void Engine::SendFinOn(Time now, Connection& c, Subflow& sf, packet::Actions& actions) {
+  // RFC 8684 §3.3.3: subflows close with a plain FIN (after the DATA_FIN is acknowledged, or when
+  // only this subflow goes away). Retransmitted like the single-path subflow FIN.
+  if (sf.sfin_acked) return;
+  if (ForgeOn(c, sf, tcp_flags::kFin | tcp_flags::kAck, WireOf(sf.tx_isn, sf.tx_ssn_next), {},
+              actions)) {
+    counters_.Inc(sf.sfin_sent ? Counter::kSubflowFinRetransmit : Counter::kSubflowFinTx);
+  }
+  sf.sfin_sent = true;
+  const auto backoff = config_.fin_rto * (1 << std::min(sf.sfin_tries, 10));
+  ++sf.sfin_tries;
+  ArmSubflow(c, sf, now + backoff);
+}
+
+void Engine::CloseSubflow(Time now, Connection& c, Subflow& sf) {
+  (void)now;
+  sf.state = SubflowState::kClosed;
+  sf.gone = true;
+  sf.due.reset();
+  if (c.active == &sf) SelectActive(c);
+}
+
+void Engine::FinishHandover(Time now, Subflow& sf, bool ok, std::string_view error) {
+  if (!sf.handover) return;
+  auto it = handovers_.find(*sf.handover);
+  sf.handover.reset();
+  if (it == handovers_.end()) return;
+  HandoverStatus& st = it->second.status;
+  if (ok) {
+    ++st.moved;
+    counters_.Inc(Counter::kHandoverMoved);
+  } else {
+    ++st.failed;
+    counters_.Inc(Counter::kHandoverFailed);
+    if (st.error.empty()) st.error = std::string(error);
+  }
+  if (it->second.pending > 0 && --it->second.pending == 0) {
+    st.state = st.failed > 0 && st.moved == 0 ? HandoverState::kFailed : HandoverState::kDone;
+    st.finished = now;
+  }
+}
+
+void Engine::FreeSubflow(Connection& c, Subflow& sf) {
+  FinishHandover(clock_, sf, false, "subflow closed before it was established");
+  if (!sf.initial) wire_.erase(sf.tuple);
+  if (c.active == &sf) c.active = nullptr;
+  auto it = std::find_if(c.subflows.begin(), c.subflows.end(),
+                         [&](const auto& p) { return p.get() == &sf; });
+  if (it != c.subflows.end()) c.subflows.erase(it);  // destroys sf
+  if (c.multi && c.active == nullptr) SelectActive(c);
+}
+
+void Engine::FreeSubflows(Connection& c) {
+  for (auto& sf : c.subflows) {
+    FinishHandover(clock_, *sf, false, "connection ended");
+    if (!sf->initial) wire_.erase(sf->tuple);
+  }
+  c.subflows.clear();
+  c.active = nullptr;
+}
+
+void Engine::ResetJoins(Connection& c, packet::Actions& actions) {
+  std::vector<Subflow*> joins;
+  for (auto& sf : c.subflows) {
+    if (!sf->initial && sf->state != SubflowState::kClosed) joins.push_back(sf.get());
+  }
+  for (Subflow* sf : joins) {
+    ForgeRstOn(c, *sf, static_cast<uint8_t>(TcpRstReason::kUnspecified), actions);
+    if (InHandshake(*sf)) {
+      FreeSubflow(c, *sf);
+    } else {
+      CloseSubflow(clock_, c, *sf);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Active joins (we send the MP_JOIN SYN; RFC 8684 §3.2, interop §1.3).
+
+Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface& iface, bool backup,
+                                  packet::Actions& actions) {
+  if (c.state != ConnState::kEstablished || !c.remote_key_known) {
+    return MakeError("subflow: connection is not established");
+  }
+  if (c.role == Role::kActive && !c.peer_dss_seen) {
+    // The server accepts joins only once it has our third ACK (interop §2.6: MPJoinRejected
+    // before that); its first DSS proves it has.
+    return MakeError("subflow: connection is not fully established yet");
+  }
+  const packet::IpAddress* addr = nullptr;
+  for (const auto& a : iface.addresses) {
+    if (a.family() == c.tuple.src.family()) {
+      addr = &a;
+      break;
+    }
+  }
+  if (addr == nullptr) {
+    return MakeError("subflow: interface " + iface.name +
+                     " has no address of the connection's family");
+  }
+  if (LiveSubflows(c) >= config_.max_subflows) {
+    return MakeError("subflow: the connection has the maximum number of subflows");
+  }
+  // Closed joins stay listed (and their tuple known) for a while; a long-lived connection that
+  // keeps handing over must not accumulate them. The SEND table may still name them: a subflow it
+  // cannot find is one that is gone (fresh SSN space on the active one).
+  constexpr size_t kKeptClosed = 2;
+  size_t closed = 0;
+  for (const auto& sf : c.subflows) closed += !sf->initial && sf->state == SubflowState::kClosed;
+  while (closed > kKeptClosed) {
+    auto it = std::find_if(c.subflows.begin(), c.subflows.end(), [](const auto& sf) {
+      return !sf->initial && sf->state == SubflowState::kClosed;
+    });
+    FreeSubflow(c, **it);
+    --closed;
+  }
+  // Source port: the Linux ephemeral range, unused by any tuple we know (RFC 6056 §3.2 spirit).
+  FourTuple t{*addr, c.tuple.dst, 0, c.tuple.dport};
+  bool found = false;
+  for (int attempt = 0; attempt < 64 && !found; ++attempt) {
+    t.sport = static_cast<uint16_t>(32768 + rng_.Next64() % (60999 - 32768 + 1));
+    found = !wire_.contains(t) && !conns_.contains(t);
+  }
+  if (!found) return MakeError("subflow: no free source port");
+  auto fresh = std::make_unique<Subflow>();
+  Subflow& sf = *fresh;
+  sf.id = c.next_subflow_id++;
+  sf.tuple = t;
+  sf.ifindex = iface.ifindex;
+  sf.local_id = AddressId(c, *addr);
+  sf.joiner = true;
+  sf.backup_local = backup;
+  sf.state = SubflowState::kSynSent;
+  sf.tx_isn = rng_.Next32();
+  sf.local_nonce = rng_.Next32();
+  sf.ts = c.local_ts && c.peer_ts;  // offered only if the initial subflow negotiated them
+  sf.ttl = c.ttl;
+  c.subflows.push_back(std::move(fresh));
+  wire_[t] = WireRef{&c, &sf};
+  SendJoinSyn(now, c, sf, actions);
+  return &sf;
+}
+
+void Engine::SendJoinSyn(Time now, Connection& c, Subflow& sf, packet::Actions& actions) {
+  packet::TcpHeader h;
+  h.sport = sf.tuple.sport;
+  h.dport = sf.tuple.dport;
+  h.seq = sf.tx_isn;
+  h.flags = tcp_flags::kSyn;
+  h.window = c.syn_window != 0 ? c.syn_window : 65535;
+  packet::TcpOptionList opts;
+  // MSS: what the local stack announced, less the option bytes we add to its segments
+  // (architecture.md pitfall 2). No SACK-permitted: SACK blocks are not translated onto join
+  // subflows yet (they are stripped there, counted).
+  uint16_t mss = c.local_mss != 0 ? c.local_mss : 1460;
+  if (mss > config_.mss_reduction + 64) mss = static_cast<uint16_t>(mss - config_.mss_reduction);
+  (void)opts.AddMss(mss);
+  if (sf.ts) {
+    (void)opts.AddNop();
+    (void)opts.AddNop();
+    (void)opts.AddTimestamps({c.last_ts ? c.last_ts->tsval : 0, 0});
+  }
+  if (c.local_ws) {
+    // The local stack's shift: its window fields move onto this subflow unchanged.
+    (void)opts.AddNop();
+    (void)opts.AddWindowScale(c.local_wscale);
+  }
+  MpJoin join;
+  join.form = MpJoin::Form::kSyn;
+  join.backup = sf.backup_local;
+  join.address_id = sf.local_id;
+  join.token = c.remote_token;
+  join.nonce = sf.local_nonce;
+  if (!AddMptcp(opts, join)) counters_.Inc(Counter::kOptionSpace);
+  auto pkt = packet::BuildTcpPacket(sf.tuple, h, opts, packet::Bytes{}, sf.ttl);
+  if (!pkt) {
+    counters_.Inc(Counter::kForgeError);
+  } else {
+    actions.forged.push_back(packet::ForgedPacket{std::move(pkt.value()), sf.ifindex});
+    counters_.Inc(sf.tries == 0 ? Counter::kJoinSynTx : Counter::kJoinSynRetransmit);
+  }
+  ArmSubflow(c, sf, now + config_.join_rto * (1 << std::min(sf.tries, 10)));
+  ++sf.tries;
+}
+
+void Engine::SendJoinThirdAck(Time now, Connection& c, Subflow& sf, packet::Actions& actions) {
+  // Third ACK: MP_JOIN with the first 160 bits of HMAC-A (RFC 8684 §3.2, interop §1.3). Linux
+  // retransmits it until the fourth ACK; so do we.
+  auto hmac = JoinAckHmac(JoinSecrets{c.local_key, c.remote_key, sf.local_nonce, sf.remote_nonce});
+  if (!hmac) {
+    counters_.Inc(Counter::kForgeError);
+    return;
+  }
+  MpJoin join;
+  join.form = MpJoin::Form::kAck;
+  join.hmac = hmac.value();
+  if (ForgeOn(c, sf, tcp_flags::kAck, sf.tx_isn + 1, {join}, actions, /*with_data_ack=*/false)) {
+    counters_.Inc(sf.tries == 0 ? Counter::kJoinAckTx : Counter::kJoinAckRetransmit);
+  }
+  ArmSubflow(c, sf, now + config_.join_rto * (1 << std::min(sf.tries, 10)));
+  ++sf.tries;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passive joins (the peer joins us; interop §2.2, rule 9).
+
+void Engine::SendJoinSynAck(Time now, Connection& c, Subflow& sf, packet::Actions& actions) {
+  auto hmac =
+      JoinSynAckHmac(JoinSecrets{c.remote_key, c.local_key, sf.remote_nonce, sf.local_nonce});
+  if (!hmac) {
+    counters_.Inc(Counter::kForgeError);
+    return;
+  }
+  packet::TcpHeader h;
+  h.sport = sf.tuple.sport;
+  h.dport = sf.tuple.dport;
+  h.seq = sf.tx_isn;
+  h.ack = sf.rx_isn + 1;
+  h.flags = tcp_flags::kSyn | tcp_flags::kAck;
+  h.window = c.syn_window != 0 ? c.syn_window : 65535;
+  packet::TcpOptionList opts;
+  uint16_t mss = c.local_mss != 0 ? c.local_mss : 1460;
+  if (mss > config_.mss_reduction + 64) mss = static_cast<uint16_t>(mss - config_.mss_reduction);
+  (void)opts.AddMss(mss);
+  if (sf.ts) {
+    (void)opts.AddNop();
+    (void)opts.AddNop();
+    (void)opts.AddTimestamps({c.last_ts ? c.last_ts->tsval : 0, sf.ts_recent});
+  }
+  if (sf.ws) {
+    (void)opts.AddNop();
+    (void)opts.AddWindowScale(c.local_wscale);
+  }
+  MpJoin join;
+  join.form = MpJoin::Form::kSynAck;
+  join.backup = sf.backup_local;
+  join.address_id = sf.local_id;
+  join.truncated_hmac = hmac.value();
+  join.nonce = sf.local_nonce;
+  if (!AddMptcp(opts, join)) counters_.Inc(Counter::kOptionSpace);
+  auto pkt = packet::BuildTcpPacket(sf.tuple, h, opts, packet::Bytes{}, sf.ttl);
+  if (!pkt) {
+    counters_.Inc(Counter::kForgeError);
+  } else {
+    actions.forged.push_back(packet::ForgedPacket{std::move(pkt.value()), sf.ifindex});
+    counters_.Inc(Counter::kJoinSynAckTx);
+  }
+  ArmSubflow(c, sf, now + config_.join_rto * (1 << std::min(sf.tries, 10)));
+  ++sf.tries;
+}
+
+void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, PacketOut& out,
+                            packet::Actions& actions) {
+  out.verdict = packet::Verdict::kDrop;  // the local stack never sees an MP_JOIN SYN
+  const FourTuple key = p.tuple().Reversed();
+  const MpJoin& join = *opts.mp_join;
+  if (join.form != MpJoin::Form::kSyn) {
+    counters_.Inc(Counter::kJoinRejected);
+    return;
+  }
+  counters_.Inc(Counter::kJoinSynRx);
+  if (auto w = wire_.find(key); w != wire_.end()) {
+    Subflow& sf = *w->second.sf;
+    counters_.Inc(Counter::kJoinDupSyn);
+    if (sf.state == SubflowState::kSynReceived && sf.rx_isn == p.tcp.seq) {
+      SendJoinSynAck(now, *w->second.conn, sf, actions);  // our SYN/ACK was lost
+    }
+    return;
+  }
+  Connection* found = ConnectionByToken(join.token);
+  if (found == nullptr || found->state != ConnState::kEstablished || !found->remote_key_known ||
+      conns_.contains(key)) {
+    // Linux: MPJoinNoTokenFound, RST + MP_TCPRST reason 1 (interop §2.2).
+    counters_.Inc(Counter::kJoinRejected);
+    if (found == nullptr) counters_.Inc(Counter::kJoinNoToken);
+    ForgeHandshakeRst(p, actions);
+    return;
+  }
+  Connection& c = *found;
+  if (LiveSubflows(c) >= config_.max_subflows) {
+    counters_.Inc(Counter::kJoinRejected);
+    counters_.Inc(Counter::kJoinLimit);
+    ForgeHandshakeRst(p, actions);
+    return;
+  }
+  c.last_activity = now;
+  auto fresh = std::make_unique<Subflow>();
+  Subflow& sf = *fresh;
+  sf.id = c.next_subflow_id++;
+  sf.tuple = key;
+  const LocalInterface* iface = InterfaceOf(key.src);
+  sf.ifindex = iface ? iface->ifindex : 0;
+  sf.local_id = AddressId(c, key.src);
+  sf.remote_id = join.address_id;
+  sf.backup_remote = join.backup;
+  sf.state = SubflowState::kSynReceived;
+  sf.rx_isn = p.tcp.seq;
+  sf.tx_isn = rng_.Next32();
+  sf.local_nonce = rng_.Next32();
+  sf.remote_nonce = join.nonce;
+  const auto ws = p.options.WindowScale();
+  sf.ws = ws.has_value() && c.local_ws;
+  sf.peer_wscale = sf.ws ? *ws : 0;
+  if (auto ts = p.options.Timestamps(); ts && c.local_ts && c.peer_ts) {
+    sf.ts = true;
+    sf.ts_recent = ts->tsval;
+  }
+  sf.ttl = c.ttl;
+  c.subflows.push_back(std::move(fresh));
+  wire_[key] = WireRef{&c, &sf};
+  SendJoinSynAck(now, c, sf, actions);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packets on a join subflow's wire tuple.
+
+void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
+                         const SegmentOptions& opts, PacketOut& out, packet::Actions& actions) {
+  c.last_activity = now;
+  const bool syn = p.tcp.has(tcp_flags::kSyn), rst = p.tcp.has(tcp_flags::kRst);
+  // No packet of a join subflow reaches the local stack untranslated: consumed ones are dropped.
+  out.verdict = packet::Verdict::kDrop;
+  switch (sf.state) {
+    case SubflowState::kSynSent: {
+      if (rst) {
+        if (p.tcp.ack == sf.tx_isn + 1) {
+          counters_.Inc(Counter::kJoinRefused);
+          FinishHandover(now, sf, false, "join refused by the peer");
+          FreeSubflow(c, sf);
+        }
+        return;
+      }
+      if (!syn || p.tcp.ack != sf.tx_isn + 1) return;
+      if (!opts.mp_join || opts.mp_join->form != MpJoin::Form::kSynAck) {
+        counters_.Inc(Counter::kJoinSynAckNoJoin);
+        ForgeHandshakeRst(p, actions);
+        FinishHandover(now, sf, false, "SYN/ACK without MP_JOIN");
+        FreeSubflow(c, sf);
+        return;
+      }
+      const JoinSecrets s{c.local_key, c.remote_key, sf.local_nonce, opts.mp_join->nonce};
+      if (!JoinSynAckHmacValid(s, opts.mp_join->truncated_hmac)) {
+        // Linux: MPJoinSynAckHMacFailure, RST + MP_TCPRST reason 1 (interop §2.2).
+        counters_.Inc(Counter::kJoinSynAckBadHmac);
+        ForgeHandshakeRst(p, actions);
+        FinishHandover(now, sf, false, "bad SYN/ACK HMAC");
+        FreeSubflow(c, sf);
+        return;
+      }
+      counters_.Inc(Counter::kJoinSynAckRx);
+      sf.rx_isn = p.tcp.seq;
+      sf.remote_nonce = opts.mp_join->nonce;
+      sf.remote_id = opts.mp_join->address_id;
+      sf.backup_remote = opts.mp_join->backup;
+      const auto ws = p.options.WindowScale();
+      sf.ws = ws.has_value() && c.local_ws;
+      sf.peer_wscale = sf.ws ? *ws : 0;
+      if (auto ts = p.options.Timestamps(); ts && sf.ts) {
+        sf.ts_recent = ts->tsval;
+      } else {
+        sf.ts = false;
+      }
+      sf.state = SubflowState::kPreEstablished;
+      sf.tries = 0;
+      SendJoinThirdAck(now, c, sf, actions);
+      return;
+    }
+    case SubflowState::kPreEstablished: {
+      if (syn) {
+        if (p.tcp.seq == sf.rx_isn) SendJoinThirdAck(now, c, sf, actions);  // our ACK was lost
+        return;
+      }
+      if (rst) {
+        counters_.Inc(Counter::kJoinRefused);  // e.g. MPJoinRejected: RST reason 3 (interop §2.2)
+        FinishHandover(now, sf, false, "join reset by the peer");
+        FreeSubflow(c, sf);
+        return;
+      }
+      if (!opts.dss || !opts.dss->data_ack) {
+        // Interop §1.3: the fourth ACK is a segment with a DSS DATA_ACK; nothing else counts.
+        counters_.Inc(Counter::kJoinPreEstDrop);
+        return;
+      }
+      counters_.Inc(Counter::kJoinFourthAckRx);
+      if (auto ts = p.options.Timestamps(); ts && sf.ts) sf.ts_recent = ts->tsval;
+      JoinEstablished(now, c, sf, actions);
+      if (p.payload_len == 0 && !p.tcp.has(tcp_flags::kFin)) return;  // the bare fourth ACK
+      MigrateToMulti(c);
+      InboundMulti(now, c, sf, p, opts, out, actions);
+      return;
+    }
+    case SubflowState::kSynReceived: {
+      if (syn) return;
+      if (rst) {
+        FreeSubflow(c, sf);
+        return;
+      }
+      if (!p.tcp.has(tcp_flags::kAck) || p.tcp.ack != sf.tx_isn + 1) return;
+      if (!opts.mp_join || opts.mp_join->form != MpJoin::Form::kAck) {
+        counters_.Inc(Counter::kJoinAckNoJoin);
+        ForgeHandshakeRst(p, actions);
+        FreeSubflow(c, sf);
+        return;
+      }
+      const JoinSecrets s{c.remote_key, c.local_key, sf.remote_nonce, sf.local_nonce};
+      if (!JoinAckHmacValid(s, opts.mp_join->hmac)) {
+        // Linux: MPJoinAckHMacFailure, RST + MP_TCPRST reason 1 (interop §2.2).
+        counters_.Inc(Counter::kJoinAckBadHmac);
+        ForgeHandshakeRst(p, actions);
+        FreeSubflow(c, sf);
+        return;
+      }
+      counters_.Inc(Counter::kJoinAckRx);
+      if (auto ts = p.options.Timestamps(); ts && sf.ts) sf.ts_recent = ts->tsval;
+      JoinEstablished(now, c, sf, actions);
+      // The fourth ACK, at once (interop rule 9): the joiner sends no data before it.
+      if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+        counters_.Inc(Counter::kJoinFourthAckTx);
+      }
+      if (p.payload_len > 0) {
+        MigrateToMulti(c);
+        InboundMulti(now, c, sf, p, opts, out, actions);
+      }
+      return;
+    }
+    case SubflowState::kEstablished:
+    case SubflowState::kClosing:
+      if (!sf.joiner && opts.mp_join && opts.mp_join->form == MpJoin::Form::kAck &&
+          p.payload_len == 0) {
+        // The joiner retransmits its third ACK until it has the fourth (interop §1.3): ours was
+        // lost, send it again.
+        if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+          counters_.Inc(Counter::kJoinFourthAckTx);
+        }
+        return;
+      }
+      // The first packet a join carries after its handshake ends the single-path fast path.
+      MigrateToMulti(c);
+      InboundMulti(now, c, sf, p, opts, out, actions);
+      if (conns_.contains(c.tuple)) MaybeCloseMulti(now, c);
+      return;
+    case SubflowState::kClosed:
+      counters_.Inc(Counter::kSubflowClosedPackets);
+      return;
+  }
+}
+
+void Engine::JoinEstablished(Time now, Connection& c, Subflow& sf, packet::Actions& actions) {
+  sf.state = SubflowState::kEstablished;
+  sf.due.reset();
+  sf.tries = 0;
+  counters_.Inc(Counter::kJoinEstablished);
+  if (!sf.handover) return;
+  auto it = handovers_.find(*sf.handover);
+  if (it != handovers_.end()) SwitchTo(now, c, sf, &it->second, actions);
+  FinishHandover(now, sf, true, "");
+}
+
+void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* job,
+                      packet::Actions& actions) {
+  (void)now;
+  MigrateToMulti(c);  // sending moves off the initial subflow: SEND table from now on
+  const LocalInterface* from =
+      job != nullptr && !job->request.from.empty() ? InterfaceByName(job->request.from) : nullptr;
+  auto on_from = [&](const Subflow& sf) {
+    return &sf != &to && (from == nullptr || HasAddress(*from, sf.tuple.src));
+  };
+  if (job != nullptr && job->request.mode == HandoverMode::kBreakBeforeMake) {
+    // Seed §5.4: tell the peer the old address is gone (REMOVE_ADDR on the new subflow).
+    RemoveAddr rm;
+    for (auto& sf : c.subflows) {
+      if (!sf->gone || !on_from(*sf) || rm.count >= kMaxRemoveIds) continue;
+      if (std::find(rm.ids.begin(), rm.ids.begin() + rm.count, sf->local_id) !=
+          rm.ids.begin() + rm.count) {
+        continue;
+      }
+      rm.ids[rm.count++] = sf->local_id;
+    }
+    if (rm.count > 0 && ForgeOn(c, to, tcp_flags::kAck, SndNxt(to), {rm}, actions)) {
+      counters_.Inc(Counter::kRemoveAddrTx);
+    }
+  } else {
+    // Seed §5.3: MP_PRIO applies to the subflow it is sent on (interop §1.6), so each subflow
+    // gets its own: backup on `from`'s, regular on the new one.
+    for (auto& sf : c.subflows) {
+      if (!sf->usable() || !on_from(*sf)) continue;
+      sf->backup_local = true;
+      MpPrio prio;
+      prio.backup = true;
+      if (ForgeOn(c, *sf, tcp_flags::kAck, SndNxt(*sf), {prio}, actions)) {
+        counters_.Inc(Counter::kMpPrioTx);
+      }
+    }
+  }
+  to.backup_local = false;
+  MpPrio prio;
+  prio.backup = false;
+  if (ForgeOn(c, to, tcp_flags::kAck, SndNxt(to), {prio}, actions)) {
+    counters_.Inc(Counter::kMpPrioTx);
+  }
+  c.active = &to;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The multipath data path.
+
+bool Engine::FitOption(TcpPacket& p, Option& opt) {
+  // Same room-making order as the single-path path (engine.cc): NOPs, 32-bit DATA_ACK, SACK.
+  if (AddMptcp(p.options, opt)) return true;
+  p.options.RemoveAll(tcp_opt::kNop);
+  if (AddMptcp(p.options, opt)) return true;
+  if (Dss* d = std::get_if<Dss>(&opt); d != nullptr && d->data_ack && d->data_ack->is64) {
+    d->data_ack->is64 = false;
+    d->data_ack->value &= 0xffffffffu;
+    if (AddMptcp(p.options, opt)) return true;
+  }
+  return false;
+}
+
+void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out,
+                           packet::Actions& actions) {
+  const uint32_t len = static_cast<uint32_t>(p.payload_len);
+  const bool fin = p.tcp.has(tcp_flags::kFin);
+  const bool rst = p.tcp.has(tcp_flags::kRst);
+  if (p.payload_len > 0xfffe) {
+    counters_.Inc(Counter::kTooLarge);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  const std::optional<uint64_t> seq_off = OffsetOf(p.tcp.seq, c.tx_isn, c.tx_high);
+
+  // DATA_ACK from the TCP ACK (seed §3.4); each subflow acknowledges the bytes it carried whose
+  // data the local stack acknowledged (seed §3.5, one table per subflow).
+  std::optional<DssDataAck> data_ack;
+  if (p.tcp.has(tcp_flags::kAck)) {
+    if (auto tan = OffsetOf(p.tcp.ack, c.rx_isn, c.rx_dan)) c.rx_dan = std::max(c.rx_dan, *tan);
+    const uint64_t data_limit = std::min(c.rx_dan, c.rx_data_fin.value_or(kNoLimit));
+    const bool data_fin_acked = c.rx_data_fin && c.rx_dan > *c.rx_data_fin;
+    for (auto& s : c.subflows) {
+      Subflow& sf = *s;
+      if (InHandshake(sf)) continue;
+      uint64_t san = std::max(sf.rx_san, sf.recv.AckedPrefix(sf.rx_san, data_limit));
+      // A subflow FIN is acknowledged once the DATA_FIN is (RFC 8684 §3.3.3), or at once when the
+      // peer closed only this subflow.
+      if (sf.rx_sfin && san == *sf.rx_sfin &&
+          (data_fin_acked || sf.state == SubflowState::kClosing)) {
+        ++san;
+      }
+      sf.rx_san = san;
+      sf.recv.ForgetBelow(std::min(san, sf.rx_ssn_high));
+    }
+    data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
+  }
+
+  // Which subflow, and where on it (SEND table, seed §3.3).
+  Subflow* sf = nullptr;
+  uint64_t ssn = 0;
+  if (rst) {
+    sf = !c.subflows.empty() && Alive(*c.subflows[0]) && !c.subflows[0]->gone ? c.subflows[0].get()
+                                                                              : c.active;
+  } else if (seq_off && len > 0) {
+    const uint64_t off = *seq_off;
+    const MapEntry* e = off < c.tx_high ? c.send.Find(off) : nullptr;
+    Subflow* orig = e != nullptr && off + len <= e->src_end() ? SubflowById(c, e->tag) : nullptr;
+    if (orig != nullptr && orig != c.active && orig->usable() &&
+        orig->retx_no_progress >= kStaleRetransmissions && c.active != nullptr) {
+      // The old path of a make-before-break stopped acknowledging: what it carried is sent
+      // again on the active subflow instead (seed §3.3: "no longer available").
+      counters_.Inc(Counter::kTxStaleSubflow);
+      orig = nullptr;
+    }
+    if (orig != nullptr && orig->usable()) {
+      ++orig->retx_no_progress;
+      // A retransmission goes where it first went, at the same SSNs.
+      sf = orig;
+      ssn = e->dst + (off - e->src);
+      counters_.Inc(Counter::kTxSameSubflow);
+    } else if (c.active != nullptr) {
+      // New data, or a retransmission whose subflow is gone: fresh SSN space on the active one
+      // (a new mapping for the same DSNs).
+      sf = c.active;
+      ssn = sf->tx_ssn_next;
+      if (c.send.Insert(off, ssn, len, sf->id) == InsertResult::kConflict) {
+        c.send.Assign(off, ssn, len, sf->id);
+      }
+      sf->tx_ssn_next += len;
+      if (off < c.tx_high) counters_.Inc(Counter::kTxMovedSubflow);
+    }
+  } else {
+    // Pure ACK or lone FIN: on the active subflow, unless only another subflow's ACK advanced
+    // (a pure ACK without news on a subflow is a duplicate ACK to its sender, seed §3.4).
+    sf = c.active;
+    if (!fin && sf != nullptr && sf->rx_san <= sf->rx_san_sent) {
+      for (auto& s : c.subflows) {
+        if (Alive(*s) && !s->gone && s->rx_san > s->rx_san_sent) {
+          sf = s.get();
+          break;
+        }
+      }
+    }
+  }
+  if (rst && (sf == nullptr || !(Alive(*sf) && !sf->gone))) {
+    // Nothing left to carry the abort: the connection ends here all the same.
+    counters_.Inc(Counter::kRstTx);
+    ResetJoins(c, actions);
+    Close(now, c);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  if (sf == nullptr || !(Alive(*sf) && !sf->gone)) {
+    // Break-before-make before the new subflow is up, or every subflow closed: the local stack
+    // retransmits what it sent (RTO) once there is somewhere to send it.
+    counters_.Inc(Counter::kNoSubflow);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+
+  if (rst) {
+    // Local abort: MP_FASTCLOSE + MP_TCPRST on this subflow (interop §1.6), RST on every other.
+    counters_.Inc(Counter::kRstTx);
+    for (auto& s : c.subflows) {
+      if (s.get() != sf && (Alive(*s) || InHandshake(*s)) && !s->gone) {
+        ForgeRstOn(c, *s, static_cast<uint8_t>(TcpRstReason::kUnspecified), actions);
+      }
+    }
+    p.options.RemoveAll(tcp_opt::kMptcp);
+    p.options.RemoveAll(tcp_opt::kSack);
+    MpFastclose fc;
+    fc.receiver_key = c.remote_key;
+    MpTcpRst r;
+    r.reason = static_cast<uint8_t>(TcpRstReason::kUnspecified);
+    if (AddMptcp(p.options, fc)) counters_.Inc(Counter::kFastcloseTx);
+    (void)AddMptcp(p.options, r);
+    p.ip.src = sf->tuple.src;
+    p.ip.dst = sf->tuple.dst;
+    p.tcp.sport = sf->tuple.sport;
+    p.tcp.dport = sf->tuple.dport;
+    p.tcp.seq = SndNxt(*sf);
+    if (p.tcp.has(tcp_flags::kAck)) p.tcp.ack = WireOf(sf->rx_isn, sf->rx_san);
+    Close(now, c);
+    Emit(p, out);
+    return;
+  }
+
+  Option opt;
+  bool have_opt = true;
+  if (seq_off && (len > 0 || fin)) {
+    if (len > 0 && *seq_off + len > c.tx_high) {
+      const uint64_t fresh = *seq_off + len - std::max(c.tx_high, *seq_off);
+      c.bytes_tx += fresh;
+      c.tx_high = *seq_off + len;
+    }
+    if (len > 0) sf->bytes_tx += len;
+    if (fin) {
+      if (!c.tx_fin) counters_.Inc(Counter::kDataFinTx);
+      c.tx_fin = *seq_off + len;
+    }
+    opt = MappingOption(
+        c, TxMappingFor(c, sf->tx_maps, *seq_off, len, fin, p.payload(), ssn, sf->initial),
+        data_ack);
+  } else if (data_ack) {
+    Dss dss;
+    dss.data_ack = data_ack;
+    opt = dss;
+    counters_.Inc(Counter::kDssTx);
+  } else {
+    have_opt = false;
+  }
+
+  // Onto the subflow: its tuple and sequence spaces (seed §3.2, §3.3).
+  p.ip.src = sf->tuple.src;
+  p.ip.dst = sf->tuple.dst;
+  p.tcp.sport = sf->tuple.sport;
+  p.tcp.dport = sf->tuple.dport;
+  if (len > 0) {
+    p.tcp.seq = WireOf(sf->tx_isn, ssn);
+  } else {
+    // An empty segment sits at the subflow's next sequence number, except a keepalive probe
+    // (RFC 9293 §3.8.4: one below it), which must stay one below so that the peer answers it.
+    const uint32_t local_nxt = WireOf(c.tx_isn, c.tx_high + (c.tx_fin ? 1 : 0));
+    p.tcp.seq = SndNxt(*sf) - (p.tcp.seq == local_nxt - 1 && !fin ? 1 : 0);
+  }
+  if (p.tcp.has(tcp_flags::kAck)) p.tcp.ack = WireOf(sf->rx_isn, sf->rx_san);
+  p.tcp.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);
+  c.last_window = p.tcp.window;
+  if (auto ts = p.options.Timestamps()) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsval = ts->tsval;
+    c.last_ts = t;
+    if (sf->ts) {
+      // tsval stays the local stack's clock; tsecr echoes what this subflow's peer sent.
+      (void)SetTimestamps(p.options, {ts->tsval, sf->ts_recent});
+    } else {
+      p.options.RemoveAll(tcp_opt::kTimestamps);
+    }
+  }
+  // SACK blocks are in TSN space; with several subflows they cannot be passed as they are.
+  if (p.options.RemoveAll(tcp_opt::kSack) > 0) counters_.Inc(Counter::kSackStripped);
+  p.options.RemoveAll(tcp_opt::kMptcp);
+  if (have_opt && !FitOption(p, opt)) {
+    counters_.Inc(Counter::kOptionSpace);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  if (p.tcp.has(tcp_flags::kAck)) sf->rx_san_sent = std::max(sf->rx_san_sent, sf->rx_san);
+
+  // Seed §3.4: one subflow ACK for every subflow that contributed to the TCP ACK's increment.
+  for (auto& s : c.subflows) {
+    if (s.get() == sf || !Alive(*s) || s->gone || s->rx_san <= s->rx_san_sent) continue;
+    if (ForgeOn(c, *s, tcp_flags::kAck, SndNxt(*s), {}, actions)) {
+      counters_.Inc(Counter::kSideAckTx);
+    }
+  }
+  Emit(p, out);
+}
+
+void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
+                          const SegmentOptions& opts, PacketOut& out, packet::Actions& actions) {
+  const uint32_t len = static_cast<uint32_t>(p.payload_len);
+  const bool rst = p.tcp.has(tcp_flags::kRst);
+  const bool sfin = p.tcp.has(tcp_flags::kFin);
+  bool deliver_fin = false;
+  bool ack_advanced = false;
+  out.Reset();
+
+  const std::optional<packet::TimestampsOption> ts = p.options.Timestamps();
+  if (ts) sf.ts_recent = ts->tsval;
+
+  // With several subflows there is no clean fallback to plain TCP (RFC 8684 §3.7, interop §1.8:
+  // Linux resets instead): such segments are dropped, counted.
+  const bool infinite = opts.dss && opts.dss->mapping && opts.dss->mapping->infinite();
+  const bool silent = len > 0 && !opts.dss && !opts.mp_capable && !rst;
+  if (opts.mp_fail) counters_.Inc(Counter::kMpFailRx);
+  if (infinite || silent || opts.mp_fail) {
+    counters_.Inc(Counter::kMultiFallback);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  bool fastclose = false;
+  if (opts.mp_fastclose) {
+    if (opts.mp_fastclose->receiver_key == c.local_key) {
+      counters_.Inc(Counter::kFastcloseRx);
+      fastclose = true;
+    } else {
+      counters_.Inc(Counter::kFastcloseBadKey);
+    }
+  }
+  // Signalling (RFC 8684 §3.3.8 MP_PRIO, §3.4.2 REMOVE_ADDR).
+  if (opts.mp_prio) {
+    counters_.Inc(Counter::kMpPrioRx);
+    sf.backup_remote = opts.mp_prio->backup;
+    if (!sf.backup_remote && !sf.backup_local && sf.usable()) {
+      // The peer asks for this subflow now (seed §5.3: how a handover is signalled); its MP_PRIO
+      // backup on the old one may have been lost with the old path.
+      c.active = &sf;
+    } else {
+      SelectActive(c);
+    }
+  }
+  if (opts.remove_addr) {
+    counters_.Inc(Counter::kRemoveAddrRx);
+    for (uint8_t id : opts.remove_addr->list()) {
+      for (auto& s : c.subflows) {
+        if (s.get() != &sf && s->remote_id == id && s->state != SubflowState::kClosed) {
+          CloseSubflow(now, c, *s);
+        }
+      }
+    }
+    SelectActive(c);
+  }
+  if (sf.initial && opts.mp_capable && opts.mp_capable->is_ack_form() &&
+      opts.mp_capable->form != MpCapable::Form::kAck && opts.mp_capable->data_len > 0) {
+    if (sf.recv.Insert(0, 0, opts.mp_capable->data_len) == InsertResult::kConflict) {
+      counters_.Inc(Counter::kMappingConflict);
+    }
+  }
+
+  const Dss* dss = opts.dss ? &*opts.dss : nullptr;
+  if (dss != nullptr) counters_.Inc(Counter::kDssRx);
+  const std::optional<uint64_t> seg_off = OffsetOf(p.tcp.seq, sf.rx_isn, sf.rx_ssn_high);
+  std::optional<uint64_t> pkt_dan;
+  if (dss != nullptr && dss->data_ack) {
+    if (c.role == Role::kActive) c.peer_dss_seen = true;
+    const DataSeq base(c.local_idsn + 1);
+    const DataSeq dan =
+        dss->data_ack->is64
+            ? DataSeq(dss->data_ack->value)
+            : packet::Expand32(base + c.tx_acked, static_cast<uint32_t>(dss->data_ack->value));
+    const int64_t off = dan - base;
+    const uint64_t sent = c.tx_high + (c.tx_fin ? 1 : 0);
+    if (off >= 0 && static_cast<uint64_t>(off) > sent) {
+      counters_.Inc(Counter::kDataAckBeyondSent);
+    } else if (off >= 0) {
+      pkt_dan = static_cast<uint64_t>(off);
+      if (*pkt_dan > c.tx_acked) {
+        c.tx_acked = *pkt_dan;
+        ack_advanced = true;
+        // DATA_ACKed bytes are never retransmitted: their routes and mappings can go.
+        c.send.ForgetBelow(c.tx_acked);
+        for (auto& s : c.subflows) {
+          while (!s->tx_maps.empty() && s->tx_maps.front().end() <= c.tx_acked) {
+            s->tx_maps.pop_front();
+          }
+        }
+      }
+    }
+  } else if (!rst) {
+    counters_.Inc(Counter::kNoDataAck);
+  }
+
+  if (dss != nullptr && dss->mapping) {
+    const DssMapping& m = *dss->mapping;
+    const DataSeq base(c.remote_idsn + 1);
+    const DataSeq dsn = m.dsn64
+                            ? DataSeq(m.dsn)
+                            : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
+    const int64_t dsn_off = dsn - base;
+    const uint32_t data_bytes = m.data_len - (dss->data_fin ? 1u : 0u);
+    const uint64_t ssn_off = packet::Expand32(DataSeq(sf.rx_ssn_high), m.ssn - 1u).value();
+    if (dsn_off >= 0) {
+      if (dss->data_fin) {
+        if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
+        c.rx_data_fin = static_cast<uint64_t>(dsn_off) + data_bytes;
+      }
+      if (data_bytes > 0 && m.ssn > 0) {
+        switch (sf.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
+          case InsertResult::kInserted:
+            counters_.Inc(Counter::kMappingRx);
+            if (ssn_off != static_cast<uint64_t>(dsn_off)) sf.rx_shifted = true;
+            break;
+          case InsertResult::kDuplicate:
+            break;
+          case InsertResult::kConflict:
+            counters_.Inc(Counter::kMappingConflict);
+            out.verdict = packet::Verdict::kDrop;
+            return;
+        }
+      }
+      if (c.checksums && len > 0) {
+        if (!m.checksum) {
+          counters_.Inc(Counter::kCsumMissing);
+          out.verdict = packet::Verdict::kDrop;
+          return;
+        }
+        if (seg_off && *seg_off == ssn_off && data_bytes == len) {
+          if (!DssChecksumValid(dsn, m.ssn, m.data_len, *m.checksum,
+                                packet::checksum::Sum(p.payload()))) {
+            counters_.Inc(Counter::kCsumBad);
+            out.verdict = packet::Verdict::kDrop;
+            return;
+          }
+        } else {
+          counters_.Inc(Counter::kCsumUnverified);
+        }
+      }
+    }
+  }
+
+  // Towards the local stack: the TCP-side tuple (seed §3.2).
+  p.ip.src = c.tuple.dst;
+  p.ip.dst = c.tuple.src;
+  p.tcp.sport = c.tuple.dport;
+  p.tcp.dport = c.tuple.sport;
+
+  const uint64_t rcv_nxt = std::max(c.rx_dan, c.rx_dsn_high + (c.rx_fin_delivered ? 1 : 0));
+  if (rst && !fastclose) {
+    // A reset of this subflow only (RFC 8684 §3.3.5: MP_TCPRST says why): the connection lives
+    // on while another subflow does.
+    counters_.Inc(Counter::kSubflowRstRx);
+    CloseSubflow(now, c, sf);
+    bool any = false;
+    for (auto& s : c.subflows) any = any || (Alive(*s) && !s->gone) || InHandshake(*s);
+    if (any) {
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+  }
+  if (fastclose || rst) {
+    counters_.Inc(Counter::kRstRx);
+    p.tcp.flags = tcp_flags::kRst | tcp_flags::kAck;
+    p.tcp.seq = WireOf(c.rx_isn, rcv_nxt);
+    p.tcp.ack = WireOf(c.tx_isn, c.tx_acked);
+    p.options.RemoveAll(tcp_opt::kMptcp);
+    p.options.RemoveAll(tcp_opt::kSack);
+    for (auto& s : c.subflows) {
+      if (s->state != SubflowState::kClosed) CloseSubflow(now, c, *s);
+    }
+    Close(now, c);
+    Emit(p, out);
+    return;
+  }
+
+  if (len > 0) {
+    const MapEntry* e = seg_off ? sf.recv.Find(*seg_off) : nullptr;
+    if (e == nullptr) {
+      if (!(seg_off && *seg_off + len <= sf.rx_san)) counters_.Inc(Counter::kNoMapping);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    if (*seg_off + len > e->src_end()) {
+      counters_.Inc(Counter::kSpansMappings);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    const uint64_t tsn_off = e->dst + (*seg_off - e->src);
+    p.tcp.seq = WireOf(c.rx_isn, tsn_off);
+    sf.rx_ssn_high = std::max(sf.rx_ssn_high, *seg_off + len);
+    sf.bytes_rx += len;
+    if (tsn_off + len > c.rx_dsn_high) {
+      c.bytes_rx += tsn_off + len - std::max(c.rx_dsn_high, tsn_off);
+      c.rx_dsn_high = tsn_off + len;
+    }
+    if (c.rx_data_fin && tsn_off + len == *c.rx_data_fin) deliver_fin = true;
+  } else if (dss != nullptr && dss->data_fin && c.rx_data_fin) {
+    p.tcp.seq = WireOf(c.rx_isn, *c.rx_data_fin);
+    deliver_fin = true;
+  } else if (seg_off) {
+    // Keep an empty segment's position relative to the stream head (engine.cc explains why).
+    const uint64_t pos = *seg_off - (sf.rx_sfin && *seg_off > *sf.rx_sfin ? 1 : 0);
+    const int64_t delta = static_cast<int64_t>(pos - sf.rx_ssn_high);
+    p.tcp.seq = WireOf(c.rx_isn,
+                       c.rx_dsn_high + static_cast<uint64_t>(delta) + (c.rx_fin_delivered ? 1 : 0));
+  }
+
+  bool sfin_only = false;
+  if (sfin && seg_off) {
+    const uint64_t at = *seg_off + len;
+    if (!sf.rx_sfin) counters_.Inc(Counter::kSubflowFinRx);
+    sf.rx_sfin = at;
+    sfin_only = len == 0 && !deliver_fin;
+    if (!c.rx_data_fin && !sf.sfin_sent && sf.state == SubflowState::kEstablished) {
+      // The peer closes just this subflow (RFC 8684 §3.3.3 leaves subflows independent): answer
+      // with our FIN on it, keep the connection, move sending elsewhere.
+      counters_.Inc(Counter::kSubflowClosedRx);
+      sf.state = SubflowState::kClosing;
+      if (sf.rx_san >= at) sf.rx_san = at + 1;
+      const bool was_active = c.active == &sf;
+      sf.gone = true;  // nothing new is sent on it
+      SendFinOn(now, c, sf, actions);
+      if (was_active) SelectActive(c);
+    } else if (c.tx_fin_acked && !sf.sfin_sent && sf.state == SubflowState::kEstablished) {
+      SendFinOn(now, c, sf, actions);  // our DATA_FIN is done: this subflow closes too
+    }
+  }
+  if (deliver_fin) {
+    p.tcp.flags = static_cast<uint8_t>(p.tcp.flags | tcp_flags::kFin);
+    c.rx_fin_delivered = true;
+  } else {
+    p.tcp.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);
+  }
+
+  const uint32_t wire_ack = p.tcp.ack;
+  if (p.tcp.has(tcp_flags::kAck)) {
+    if (auto san = OffsetOf(wire_ack, sf.tx_isn, sf.tx_san); san && *san > sf.tx_san) {
+      sf.tx_san = *san;
+      sf.retx_no_progress = 0;
+    }
+  }
+  if (pkt_dan && *pkt_dan < c.tx_acked) counters_.Inc(Counter::kStaleDataAck);
+  p.tcp.ack = WireOf(c.tx_isn, pkt_dan.value_or(c.tx_acked));
+  // Our forged subflow FIN is acknowledged by the subflow ACK.
+  if (sf.sfin_sent && !sf.sfin_acked &&
+      !packet::Before(packet::SubflowSeq(wire_ack),
+                      packet::SubflowSeq(WireOf(sf.tx_isn, sf.tx_ssn_next + 1)))) {
+    sf.sfin_acked = true;
+    sf.due.reset();
+    if (sf.state == SubflowState::kClosing && sf.rx_sfin) sf.state = SubflowState::kClosed;
+  }
+  if (c.tx_fin && c.tx_acked > *c.tx_fin && !c.tx_fin_acked) {
+    // RFC 8684 §3.3.3: after the DATA_FIN is acknowledged, every subflow closes.
+    c.tx_fin_acked = true;
+    for (auto& s : c.subflows) {
+      if (s->state == SubflowState::kEstablished && !s->gone) SendFinOn(now, c, *s, actions);
+    }
+  }
+  p.options.RemoveAll(tcp_opt::kMptcp);
+  if (p.options.RemoveAll(tcp_opt::kSack) > 0) counters_.Inc(Counter::kSackStripped);
+
+  const bool no_news = len == 0 && !deliver_fin && !ack_advanced;
+  if (sfin_only && !ack_advanced) {
+    if (sf.rx_sfin &&
+        ((c.rx_data_fin && c.rx_dan > *c.rx_data_fin) || sf.state != SubflowState::kEstablished)) {
+      sf.rx_san = std::max(sf.rx_san, *sf.rx_sfin + 1);
+      if (sf.rx_san > sf.rx_san_sent && ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+        counters_.Inc(Counter::kSubflowAckTx);
+      }
+    }
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  if (no_news && c.tx_fin_acked) {
+    counters_.Inc(Counter::kSubflowOnlyConsumed);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  if (no_news && (opts.add_addr || opts.remove_addr || opts.mp_prio)) {
+    counters_.Inc(Counter::kSignalConsumed);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+  if (no_news && &sf != c.active) {
+    // It would be a duplicate ACK to the local stack, which could fast-retransmit on it.
+    counters_.Inc(Counter::kNonActiveAckConsumed);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
+
+  // Window: the local stack scales it by the initial subflow's shift (RFC 7323 §2.3).
+  const uint8_t init_shift = c.local_ws && c.peer_ws ? c.peer_wscale : 0;
+  if (sf.peer_wscale != init_shift) {
+    const uint64_t bytes = uint64_t{p.tcp.window} << std::min<uint8_t>(sf.peer_wscale, 14);
+    p.tcp.window = static_cast<uint16_t>(
+        std::min<uint64_t>(bytes >> std::min<uint8_t>(init_shift, 14), 0xffff));
+    counters_.Inc(Counter::kWindowRescaled);
+  }
+  // Timestamps: each subflow's peer clock has its own offset (Linux: per address pair); the local
+  // stack must see one monotonic sequence or PAWS drops segments (RFC 7323 §5).
+  if (ts) {
+    if (!sf.ts_offset_set) {
+      sf.ts_offset = c.rx_ts_set ? c.rx_ts_high - ts->tsval : 0;
+      sf.ts_offset_set = true;
+    }
+    uint32_t tsval = ts->tsval + sf.ts_offset;
+    if (c.rx_ts_set && static_cast<int32_t>(tsval - c.rx_ts_high) < 0) {
+      sf.ts_offset += c.rx_ts_high - tsval;
+      tsval = c.rx_ts_high;
+      counters_.Inc(Counter::kTsOffsetAdjusted);
+    }
+    c.rx_ts_high = tsval;
+    c.rx_ts_set = true;
+    (void)SetTimestamps(p.options, {tsval, ts->tsecr});
+  }
+  Emit(p, out);
+}
+
+void Engine::MaybeCloseMulti(Time now, Connection& c) {
+  // The connection is done once every subflow that carried the close is closed both ways.
+  if (c.state != ConnState::kEstablished || !c.tx_fin_acked || !c.rx_fin_delivered) return;
+  for (const auto& s : c.subflows) {
+    const Subflow& sf = *s;
+    if (sf.state == SubflowState::kClosed || InHandshake(sf) || sf.gone) continue;
+    if (!sf.sfin_acked || !sf.rx_sfin || sf.rx_san <= *sf.rx_sfin) return;
+  }
+  Close(now, c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers.
+
+void Engine::JoinTimers(Time now, Connection& c, packet::Actions& actions) {
+  std::vector<uint32_t> due;
+  for (const auto& sf : c.subflows) {
+    if (sf->due && *sf->due <= now) due.push_back(sf->id);
+  }
+  for (uint32_t id : due) {
+    Subflow* sf = SubflowById(c, id);
+    if (sf == nullptr) continue;
+    sf->due.reset();
+    switch (sf->state) {
+      case SubflowState::kSynSent:
+      case SubflowState::kPreEstablished:
+      case SubflowState::kSynReceived:
+        if (sf->tries >= config_.join_retries) {
+          counters_.Inc(Counter::kJoinTimeout);
+          if (sf->state == SubflowState::kPreEstablished) {
+            ForgeRstOn(c, *sf, static_cast<uint8_t>(TcpRstReason::kMptcpError), actions);
+          }
+          FinishHandover(now, *sf, false, "join timed out");
+          FreeSubflow(c, *sf);
+        } else if (sf->state == SubflowState::kSynSent) {
+          SendJoinSyn(now, c, *sf, actions);
+        } else if (sf->state == SubflowState::kPreEstablished) {
+          SendJoinThirdAck(now, c, *sf, actions);
+        } else {
+          SendJoinSynAck(now, c, *sf, actions);
+        }
+        break;
+      case SubflowState::kEstablished:
+      case SubflowState::kClosing:
+        if (sf->sfin_sent && !sf->sfin_acked) {
+          if (sf->sfin_tries >= config_.fin_retries) {
+            counters_.Inc(Counter::kTimeoutFin);
+            CloseSubflow(now, c, *sf);
+          } else {
+            SendFinOn(now, c, *sf, actions);
+          }
+        }
+        break;
+      case SubflowState::kClosed:
+        break;
+    }
+  }
+}
+
+void Engine::MultiTimer(Time now, Connection& c, packet::Actions& actions) {
+  JoinTimers(now, c, actions);
+  if (now - c.last_activity >= config_.idle_timeout) {
+    counters_.Inc(Counter::kTimeoutIdle);
+    Erase(c);
+    return;
+  }
+  MaybeCloseMulti(now, c);
+  if (c.state == ConnState::kEstablished) {
+    // Every subflow closed (FINs given up, resets): nothing can carry the connection any more.
+    bool open = false;
+    for (const auto& s : c.subflows) open = open || s->state != SubflowState::kClosed;
+    if (!open) Close(now, c);
+  }
+  if (c.state != ConnState::kEstablished) return;  // Close() armed the linger timer
+  Time next = c.last_activity + config_.idle_timeout;
+  if (auto due = SubflowDue(c)) next = std::min(next, *due);
+  Schedule(c, next);
+}
+
+}  // namespace mproxy::mptcp

@@ -1,0 +1,1855 @@
+// Join subflows and handover in the MPTCP engine (RFC 8684 §3.2, seed §3.2-§3.5, §5.3, §5.4).
+// The engine sits between a scripted local TCP stack and a scripted native-like MPTCP peer; every
+// output is parsed back. HMACs are recomputed here from the RFC formulas (HMAC-SHA256 over the
+// keys and nonces), not through the engine's join code.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <set>
+
+#include "mptcp/crypto.h"
+#include "mptcp/engine.h"
+#include "mptcp/options.h"
+#include "packet/rng.h"
+#include "packet/tcp_packet.h"
+
+namespace mproxy::mptcp {
+namespace {
+
+using namespace packet;  // NOLINT(google-build-using-namespace): test brevity
+
+constexpr uint64_t kKeyB = 0x0102030405060708ULL;  // the peer's key
+constexpr uint32_t kIsnA = 1000;                   // local stack's ISN
+constexpr uint32_t kIsnB = 0x70000000;             // peer's ISN on the initial subflow
+constexpr uint32_t kIsnJ = 0xfffffff0;             // peer's ISN on the join: wraps at once
+constexpr uint32_t kNonceB = 0xabcdef01;
+constexpr uint8_t kLocalWs = 7, kPeerWs = 9, kPeerJoinWs = 5;
+constexpr uint32_t kIfEth = 2, kIfWlan = 3;
+
+IpAddress Addr(const char* s) { return *IpAddress::Parse(s); }
+FourTuple LocalTuple() { return FourTuple{Addr("198.18.1.2"), Addr("198.18.3.2"), 40000, 5201}; }
+
+struct Seg {
+  uint32_t seq = 0, ack = 0;
+  uint8_t flags = tcp_flags::kAck;
+  uint16_t window = 500;
+  uint16_t mss = 0;
+  int ws = -1;
+  bool sack_perm = false;
+  std::optional<TimestampsOption> ts{};
+  std::vector<SackBlock> sack{};
+  std::vector<Option> mptcp{};
+  std::vector<uint8_t> payload{};
+};
+
+std::vector<uint8_t> Build(const FourTuple& t, const Seg& s) {
+  TcpHeader h;
+  h.sport = t.sport;
+  h.dport = t.dport;
+  h.seq = s.seq;
+  h.ack = s.ack;
+  h.flags = s.flags;
+  h.window = s.window;
+  TcpOptionList o;
+  if (s.mss) {
+    EXPECT_TRUE(o.AddMss(s.mss));
+  }
+  if (s.sack_perm) {
+    EXPECT_TRUE(o.AddSackPermitted());
+  }
+  if (s.ts) {
+    EXPECT_TRUE(o.AddNop() && o.AddNop() && o.AddTimestamps(*s.ts));
+  }
+  if (s.ws >= 0) {
+    EXPECT_TRUE(o.AddNop() && o.AddWindowScale(static_cast<uint8_t>(s.ws)));
+  }
+  if (!s.sack.empty()) {
+    EXPECT_TRUE(o.AddNop() && o.AddNop() && o.AddSack(s.sack));
+  }
+  for (const Option& m : s.mptcp) {
+    std::array<uint8_t, 40> buf{};
+    ByteWriter w(buf);
+    EXPECT_TRUE(Emit(m, w));
+    EXPECT_TRUE(o.AddRaw(kMptcpOptionKind, Bytes(buf).subspan(2, w.offset() - 2)));
+  }
+  auto pkt = BuildTcpPacket(t, h, o, s.payload);
+  EXPECT_TRUE(pkt.ok());
+  return pkt.value();
+}
+
+struct Seen {
+  Verdict verdict = Verdict::kAccept;
+  std::vector<uint8_t> bytes;
+  FourTuple tuple;
+  TcpHeader tcp;
+  TcpOptionList options;
+  SegmentOptions mp;
+  std::vector<std::vector<uint8_t>> mptcp_raw;  // each kind-30 option as on the wire
+  std::vector<uint8_t> payload;
+  bool checksum_ok = false;
+  uint32_t ifindex = 0;  // forged packets
+};
+
+Seen Inspect(Verdict v, std::vector<uint8_t> bytes) {
+  Seen s;
+  s.verdict = v;
+  s.bytes = bytes;
+  s.checksum_ok = TcpChecksumOk(bytes);
+  auto p = ParseTcpPacket(MutableBytes(bytes));
+  EXPECT_TRUE(p.ok());
+  if (!p.ok()) return s;
+  s.tuple = p->tuple();
+  s.tcp = p->tcp;
+  s.options = p->options;
+  s.payload.assign(p->payload().begin(), p->payload().end());
+  std::vector<Bytes> raw;
+  for (size_t i = 0; i < p->options.size(); ++i) {
+    if (p->options[i].kind == kMptcpOptionKind) {
+      raw.push_back(p->options[i].raw);
+      s.mptcp_raw.emplace_back(p->options[i].raw.begin(), p->options[i].raw.end());
+    }
+  }
+  s.mp = ParseSegmentOptions(SegmentFlags{p->tcp.has(tcp_flags::kSyn), p->tcp.has(tcp_flags::kAck),
+                                          p->tcp.has(tcp_flags::kRst), p->payload_len > 0},
+                             raw);
+  return s;
+}
+
+std::vector<uint8_t> Payload(size_t n, uint8_t seed) {
+  std::vector<uint8_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7);
+  return v;
+}
+
+std::array<uint8_t, 8> Nonces(uint32_t first, uint32_t second) {
+  std::array<uint8_t, 8> m{};
+  for (int i = 0; i < 4; ++i) {
+    m[i] = static_cast<uint8_t>(first >> (24 - 8 * i));
+    m[4 + i] = static_cast<uint8_t>(second >> (24 - 8 * i));
+  }
+  return m;
+}
+
+// RFC 8684 §3.2: HMAC-B = HMAC(Key-B || Key-A, R-B || R-A), first 64 bits in the SYN/ACK.
+uint64_t TruncatedHmac(uint64_t key1, uint64_t key2, uint32_t n1, uint32_t n2) {
+  auto m = Nonces(n1, n2);
+  auto d = HmacSha256(key1, key2, m);
+  EXPECT_TRUE(d.ok());
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | d.value()[i];
+  return v;
+}
+std::array<uint8_t, 20> FullHmac(uint64_t key1, uint64_t key2, uint32_t n1, uint32_t n2) {
+  auto m = Nonces(n1, n2);
+  auto d = HmacSha256(key1, key2, m);
+  EXPECT_TRUE(d.ok());
+  std::array<uint8_t, 20> h{};
+  std::copy_n(d.value().begin(), 20, h.begin());
+  return h;
+}
+
+class SubflowTest : public ::testing::Test {
+ protected:
+  SubflowTest() : rng_(7), engine_(Config(), rng_) {
+    engine_.SetInterfaces({LocalInterface{"eth0", kIfEth, {Addr("198.18.1.2")}},
+                           LocalInterface{"wlan0", kIfWlan, {Addr("198.18.2.2")}}});
+  }
+  static EngineConfig Config() {
+    EngineConfig c;
+    c.ports = {5201};
+    return c;
+  }
+
+  Seen Run(Hook hook, std::vector<uint8_t> pkt) {
+    PacketOut out;
+    Actions actions;
+    PacketMeta meta;
+    meta.hook = hook;
+    engine_.OnPacket(now_, meta, MutableBytes(pkt), out, actions);
+    Collect(actions);
+    std::vector<uint8_t> result;
+    if (out.rewritten) {
+      result.assign(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
+      result.insert(result.end(), pkt.begin() + static_cast<long>(out.tail_offset), pkt.end());
+    } else {
+      result = pkt;
+    }
+    return Inspect(out.verdict, result);
+  }
+  void Collect(Actions& actions) {
+    for (auto& f : actions.forged) {
+      Seen s = Inspect(Verdict::kAccept, f.bytes);
+      s.ifindex = f.ifindex;
+      forged_.push_back(s);
+    }
+    actions.Clear();
+  }
+  // The local stack's packets (LOCAL_OUT) and the peer's on a wire tuple (local -> remote).
+  Seen Out(const Seg& s) { return Run(Hook::kLocalOut, Build(LocalTuple(), s)); }
+  Seen In(const FourTuple& wire, const Seg& s) {
+    return Run(Hook::kPreRouting, Build(wire.Reversed(), s));
+  }
+  Seen In(const Seg& s) { return In(LocalTuple(), s); }
+  std::vector<Seen> TakeForged() { return std::exchange(forged_, {}); }
+
+  const Connection* Conn() {
+    const Connection* found = nullptr;
+    engine_.ForEachConnection([&](const Connection& c) { found = &c; });
+    return found;
+  }
+  std::vector<SubflowInfo> Subflows() {
+    std::vector<SubflowInfo> v;
+    if (Conn() != nullptr)
+      engine_.ForEachSubflow(*Conn(), [&](const SubflowInfo& i) { v.push_back(i); });
+    return v;
+  }
+  // Advances the clock by `d`, firing each timer at its own time.
+  void Tick(Duration d) {
+    const Time end = now_ + d;
+    while (engine_.NextTimeout() && *engine_.NextTimeout() <= end) {
+      now_ = std::max(now_, *engine_.NextTimeout());
+      Actions a;
+      engine_.OnTimer(now_, a);
+      Collect(a);
+    }
+    now_ = end;
+  }
+
+  // Active open with window scaling, SACK and timestamps, then 100 bytes each way, all acked.
+  void Establish() {
+    (void)Out({.seq = kIsnA,
+               .flags = tcp_flags::kSyn,
+               .window = 64240,
+               .mss = 1460,
+               .ws = kLocalWs,
+               .sack_perm = true,
+               .ts = TimestampsOption{1000, 0}});
+    MpCapable synack;
+    synack.form = MpCapable::Form::kSynAck;
+    synack.sender_key = kKeyB;
+    (void)In({.seq = kIsnB,
+              .ack = kIsnA + 1,
+              .flags = tcp_flags::kSyn | tcp_flags::kAck,
+              .mss = 1460,
+              .ws = kPeerWs,
+              .sack_perm = true,
+              .ts = TimestampsOption{5000, 1000},
+              .mptcp = {synack}});
+    ASSERT_NE(Conn(), nullptr);
+    key_a_ = Conn()->local_key;
+    idsn_a_ = DeriveFromKey(key_a_)->idsn;
+    idsn_b_ = DeriveFromKey(kKeyB)->idsn;
+    token_a_ = Conn()->local_token;
+    (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .ts = TimestampsOption{1001, 5000}});
+    Seen d = Out({.seq = kIsnA + 1,
+                  .ack = kIsnB + 1,
+                  .ts = TimestampsOption{1002, 5000},
+                  .payload = Payload(100, 1)});
+    ASSERT_EQ(d.verdict, Verdict::kAccept);
+    Seen r = In({.seq = kIsnB + 1,
+                 .ack = kIsnA + 101,
+                 .ts = TimestampsOption{5010, 1002},
+                 .mptcp = {PeerDss(100, {{0, 100}}, 0)},
+                 .payload = Payload(100, 2)});
+    ASSERT_EQ(r.verdict, Verdict::kAccept);
+    (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .ts = TimestampsOption{1003, 5010}});
+    ASSERT_TRUE(Conn()->peer_dss_seen);
+    TakeForged();
+  }
+
+  Dss PeerDss(uint64_t acked_off, std::optional<std::pair<uint64_t, uint16_t>> map = {},
+              uint32_t ssn_off = 0) {
+    Dss d;
+    d.data_ack = DssDataAck{idsn_a_ + 1 + acked_off, true};
+    if (map) d.mapping = DssMapping{idsn_b_ + 1 + map->first, true, ssn_off + 1, map->second, {}};
+    return d;
+  }
+
+  // Handover eth0 -> wlan0 up to the forged MP_JOIN SYN; returns the join's wire tuple.
+  FourTuple StartJoin(HandoverMode mode = HandoverMode::kMakeBeforeBreak) {
+    Actions a;
+    auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", mode, {}}, a);
+    EXPECT_TRUE(id.ok());
+    handover_ = id.ok() ? id.value() : 0;
+    Collect(a);
+    auto f = TakeForged();
+    EXPECT_EQ(f.size(), 1u);
+    if (f.empty()) return {};
+    join_syn_ = f[0];
+    EXPECT_TRUE(join_syn_.mp.mp_join);
+    if (join_syn_.mp.mp_join) nonce_a_ = join_syn_.mp.mp_join->nonce;
+    return join_syn_.tuple;
+  }
+  MpJoin PeerSynAck(uint64_t hmac) {
+    MpJoin j;
+    j.form = MpJoin::Form::kSynAck;
+    j.address_id = 0;
+    j.truncated_hmac = hmac;
+    j.nonce = kNonceB;
+    return j;
+  }
+  // SYN/ACK, third ACK, fourth ACK: the join ends established and (make-before-break) active.
+  FourTuple JoinAndHandover(HandoverMode mode = HandoverMode::kMakeBeforeBreak) {
+    const FourTuple w = StartJoin(mode);
+    Seen sa = In(w, {.seq = kIsnJ,
+                     .ack = join_syn_.tcp.seq + 1,
+                     .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                     .mss = 1400,
+                     .ws = kPeerJoinWs,
+                     .ts = TimestampsOption{90000, 1003},
+                     .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+    EXPECT_EQ(sa.verdict, Verdict::kDrop);
+    third_ = TakeForged();
+    Seen fourth = In(w, {.seq = kIsnJ + 1,
+                         .ack = join_syn_.tcp.seq + 1,
+                         .ts = TimestampsOption{90001, 1003},
+                         .mptcp = {PeerDss(100)}});
+    EXPECT_EQ(fourth.verdict, Verdict::kDrop);
+    return w;
+  }
+
+  SplitMix64 rng_;
+  Engine engine_;
+  Time now_{};
+  std::vector<Seen> forged_;
+  uint64_t key_a_ = 0, idsn_a_ = 0, idsn_b_ = 0;
+  uint32_t token_a_ = 0, nonce_a_ = 0;
+  uint64_t handover_ = 0;
+  Seen join_syn_;
+  std::vector<Seen> third_;
+};
+
+TEST_F(SubflowTest, HandoverForgesMpJoinSynGolden) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = StartJoin();
+  EXPECT_EQ(join_syn_.ifindex, kIfWlan);
+  EXPECT_TRUE(join_syn_.checksum_ok);
+  EXPECT_EQ(w.src, Addr("198.18.2.2"));
+  EXPECT_EQ(w.dst, LocalTuple().dst);
+  EXPECT_EQ(w.dport, 5201);
+  EXPECT_GE(w.sport, 32768);
+  EXPECT_LE(w.sport, 60999);
+  EXPECT_EQ(join_syn_.tcp.flags, tcp_flags::kSyn);
+  EXPECT_EQ(join_syn_.options.Mss(), 1460 - 28);
+  EXPECT_EQ(join_syn_.options.WindowScale(), kLocalWs);  // the local stack's shift
+  EXPECT_FALSE(join_syn_.options.SackPermitted());
+  ASSERT_TRUE(join_syn_.options.Timestamps());
+  // Interop §1.3: 1e 0c 1b ID | Token-B | R-A; our address ID for wlan0's address is 1.
+  ASSERT_EQ(join_syn_.mptcp_raw.size(), 1u);
+  const uint32_t token_b = DeriveFromKey(kKeyB)->token;
+  std::vector<uint8_t> golden = {0x1e,
+                                 0x0c,
+                                 0x10,
+                                 0x01,
+                                 static_cast<uint8_t>(token_b >> 24),
+                                 static_cast<uint8_t>(token_b >> 16),
+                                 static_cast<uint8_t>(token_b >> 8),
+                                 static_cast<uint8_t>(token_b),
+                                 static_cast<uint8_t>(nonce_a_ >> 24),
+                                 static_cast<uint8_t>(nonce_a_ >> 16),
+                                 static_cast<uint8_t>(nonce_a_ >> 8),
+                                 static_cast<uint8_t>(nonce_a_)};
+  EXPECT_EQ(join_syn_.mptcp_raw[0], golden);
+  auto st = engine_.HandoverStatusOf(handover_);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, HandoverState::kInProgress);
+  EXPECT_EQ(st->connections, 1u);
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_TRUE(sfs[0].initial);
+  EXPECT_EQ(sfs[0].ifname, "eth0");
+  EXPECT_EQ(sfs[1].state, SubflowState::kSynSent);
+  EXPECT_EQ(sfs[1].ifname, "wlan0");
+  EXPECT_EQ(sfs[1].local_id, 1);
+  EXPECT_EQ(engine_.counter(Counter::kJoinSynTx), 1u);
+}
+
+TEST_F(SubflowTest, JoinSynIsRetransmittedThenTheHandoverFails) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)StartJoin();
+  Tick(std::chrono::milliseconds(1000));
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq);
+  EXPECT_EQ(f[0].mptcp_raw, join_syn_.mptcp_raw);
+  Tick(std::chrono::seconds(100));
+  EXPECT_EQ(engine_.counter(Counter::kJoinSynRetransmit), 4u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTimeout), 1u);
+  auto st = engine_.HandoverStatusOf(handover_);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, HandoverState::kFailed);
+  EXPECT_EQ(st->failed, 1u);
+  EXPECT_EQ(Subflows().size(), 1u);  // the join's state is freed; the connection lives on
+  EXPECT_EQ(engine_.connection_count(), 1u);
+}
+
+TEST_F(SubflowTest, ThirdAckCarriesHmacAGolden) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = StartJoin();
+  Seen sa = In(w, {.seq = kIsnJ,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .mss = 1400,
+                   .ws = kPeerJoinWs,
+                   .ts = TimestampsOption{90000, 1003},
+                   .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  EXPECT_EQ(sa.verdict, Verdict::kDrop);  // never reaches the local stack
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  const Seen third = f[0];
+  EXPECT_EQ(third.tuple, w);
+  EXPECT_EQ(third.ifindex, kIfWlan);
+  EXPECT_TRUE(third.checksum_ok);
+  EXPECT_EQ(third.tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(third.tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(third.tcp.ack, kIsnJ + 1);
+  ASSERT_TRUE(third.options.Timestamps());
+  EXPECT_EQ(third.options.Timestamps()->tsecr, 90000u);
+  // Interop §1.3: 1e 18 10 00 | first 20 bytes of HMAC(Key-A || Key-B, R-A || R-B).
+  ASSERT_EQ(third.mptcp_raw.size(), 1u);
+  std::vector<uint8_t> golden = {0x1e, 0x18, 0x10, 0x00};
+  auto h = FullHmac(key_a_, kKeyB, nonce_a_, kNonceB);
+  golden.insert(golden.end(), h.begin(), h.end());
+  EXPECT_EQ(third.mptcp_raw[0], golden);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
+
+  // Until the fourth ACK: the third ACK is retransmitted, and no data goes on the join.
+  Seen d = Out({.seq = kIsnA + 101,
+                .ack = kIsnB + 101,
+                .ts = TimestampsOption{1004, 5010},
+                .payload = Payload(50, 3)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  EXPECT_EQ(d.tcp.seq, kIsnA + 101);
+  Tick(std::chrono::milliseconds(1000));
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].mptcp_raw[0], golden);
+  // A segment without DATA_ACK is not the fourth ACK.
+  Seen noack = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1});
+  EXPECT_EQ(noack.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kJoinPreEstDrop), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
+}
+
+TEST_F(SubflowTest, BadSynAckHmacIsReset) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = StartJoin();
+  Seen sa = In(w, {.seq = kIsnJ,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_) ^ 1)}});
+  EXPECT_EQ(sa.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq + 1);
+  ASSERT_TRUE(f[0].mp.mp_tcprst);
+  EXPECT_EQ(f[0].mp.mp_tcprst->reason, 1);  // MPTCP-specific error (interop §2.2)
+  EXPECT_EQ(engine_.counter(Counter::kJoinSynAckBadHmac), 1u);
+  EXPECT_EQ(Subflows().size(), 1u);
+  EXPECT_EQ(engine_.HandoverStatusOf(handover_)->state, HandoverState::kFailed);
+  // A late packet on the freed tuple is not ours any more (and never a crash).
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+}
+
+TEST_F(SubflowTest, FourthAckSwitchesWithMpPrio) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  auto f = TakeForged();
+  // MP_PRIO backup on the old subflow, regular on the new one, each next to a DSS DATA_ACK.
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].ifindex, kIfEth);  // forged on the initial subflow: out of its interface
+  ASSERT_TRUE(f[0].mp.mp_prio && f[0].mp.dss && f[0].mp.dss->data_ack);
+  EXPECT_TRUE(f[0].mp.mp_prio->backup);
+  EXPECT_EQ(f[0].mptcp_raw[1], (std::vector<uint8_t>{0x1e, 0x03, 0x51}));
+  EXPECT_EQ(f[1].tuple, w);
+  EXPECT_EQ(f[1].ifindex, kIfWlan);
+  ASSERT_TRUE(f[1].mp.mp_prio && f[1].mp.dss);
+  EXPECT_FALSE(f[1].mp.mp_prio->backup);
+  EXPECT_EQ(f[1].mp.dss->data_ack->value, idsn_b_ + 1 + 100);
+  EXPECT_EQ(f[1].tcp.ack, kIsnJ + 1);
+  auto st = engine_.HandoverStatusOf(handover_);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, HandoverState::kDone);
+  EXPECT_EQ(st->moved, 1u);
+  ASSERT_TRUE(st->finished);
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_TRUE(sfs[0].backup_local);
+  EXPECT_FALSE(sfs[0].active);
+  EXPECT_TRUE(sfs[1].active);
+  EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);
+}
+
+TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // Offsets 100..200 go out on eth0 and are not acknowledged before the handover.
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  // New data (tx offsets 200..400): on the join, SSN from 1, DSN continuing the stream.
+  Seen d1 = Out({.seq = kIsnA + 201,
+                 .ack = kIsnB + 101,
+                 .window = 321,
+                 .ts = TimestampsOption{1010, 5010},
+                 .sack = {{kIsnB + 200, kIsnB + 300}},
+                 .payload = Payload(200, 4)});
+  EXPECT_EQ(d1.verdict, Verdict::kAccept);
+  EXPECT_TRUE(d1.checksum_ok);
+  EXPECT_EQ(d1.tuple, w);
+  EXPECT_EQ(d1.tcp.seq, jisn + 1);
+  EXPECT_EQ(d1.tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(d1.tcp.window, 321);  // same shift as the local stack's
+  EXPECT_EQ(d1.payload, Payload(200, 4));
+  ASSERT_TRUE(d1.options.Timestamps());
+  EXPECT_EQ(d1.options.Timestamps()->tsval, 1010u);
+  EXPECT_EQ(d1.options.Timestamps()->tsecr, 90001u);  // the join's last tsval from the peer
+  EXPECT_FALSE(d1.options.Find(tcp_opt::kSack));
+  ASSERT_TRUE(d1.mp.dss && d1.mp.dss->mapping);
+  EXPECT_EQ(d1.mp.dss->mapping->dsn, idsn_a_ + 1 + 200);
+  EXPECT_EQ(d1.mp.dss->mapping->ssn, 1u);
+  EXPECT_EQ(d1.mp.dss->mapping->data_len, 200);
+  EXPECT_EQ(d1.mp.dss->data_ack->value, idsn_b_ + 1 + 100);
+  Seen d2 = Out({.seq = kIsnA + 401, .ack = kIsnB + 101, .payload = Payload(100, 5)});
+  EXPECT_EQ(d2.tcp.seq, jisn + 201);
+  EXPECT_EQ(d2.mp.dss->mapping->ssn, 201u);
+  EXPECT_EQ(d2.mp.dss->mapping->dsn, idsn_a_ + 1 + 400);
+  // A retransmission of pre-handover bytes (offset 100..200) stays on the initial subflow at its
+  // old SSNs, with the mapping it had.
+  Seen r0 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r0.tuple, LocalTuple());
+  EXPECT_EQ(r0.tcp.seq, kIsnA + 101);
+  EXPECT_EQ(r0.mp.dss->mapping->ssn, 101u);
+  EXPECT_EQ(r0.mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  // A retransmission of join bytes stays on the join.
+  Seen r1 = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(200, 4)});
+  EXPECT_EQ(r1.tuple, w);
+  EXPECT_EQ(r1.tcp.seq, jisn + 1);
+  // The old path goes silent (no subflow ACK moves there): after two retransmissions on it, the
+  // next one of its bytes goes to the active subflow at fresh SSNs, same DSNs.
+  Seen r2 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r2.tuple, LocalTuple());
+  Seen r3 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r3.tuple, w);
+  EXPECT_EQ(r3.tcp.seq, jisn + 301);
+  EXPECT_EQ(r3.mp.dss->mapping->ssn, 301u);
+  EXPECT_EQ(r3.mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  EXPECT_EQ(engine_.counter(Counter::kTxStaleSubflow), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kTxSameSubflow), 3u);
+  // Pure ACKs sit at the join's next SSN; a keepalive probe one below it.
+  Seen pa = Out({.seq = kIsnA + 501, .ack = kIsnB + 101});
+  EXPECT_EQ(pa.tuple, w);
+  EXPECT_EQ(pa.tcp.seq, jisn + 401);
+  Seen ka = Out({.seq = kIsnA + 500, .ack = kIsnB + 101});
+  EXPECT_EQ(ka.tcp.seq, jisn + 400);
+  // The peer acknowledges on the join: the local stack gets the DATA_ACK as its ACK, on its tuple.
+  Seen a = In(w, {.seq = kIsnJ + 1,
+                  .ack = jisn + 301,
+                  .window = 100,
+                  .ts = TimestampsOption{90050, 1010},
+                  .mptcp = {PeerDss(500)}});
+  EXPECT_EQ(a.verdict, Verdict::kAccept);
+  EXPECT_EQ(a.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(a.tcp.ack, kIsnA + 501);
+  EXPECT_EQ(a.tcp.window, 100 >> (kPeerWs - kPeerJoinWs));  // rescaled to the initial's shift
+  EXPECT_EQ(a.mp.dss, std::nullopt);
+  EXPECT_TRUE(a.checksum_ok);
+  auto sfs = Subflows();
+  EXPECT_EQ(sfs[1].bytes_tx, 600u);  // 200 + 100 + the 200 and 100 retransmitted
+}
+
+TEST_F(SubflowTest, InboundDataOnJoinIsDeliveredAtItsTsn) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The peer sends stream bytes 100..200 on the join, at join SSN 1 (wrapping 2^32 at once).
+  Seen r = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .ts = TimestampsOption{90100, 1003},
+                  .mptcp = {PeerDss(100, {{100, 100}}, 0)},
+                  .payload = Payload(100, 6)});
+  EXPECT_EQ(r.verdict, Verdict::kAccept);
+  EXPECT_TRUE(r.checksum_ok);
+  EXPECT_EQ(r.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(r.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(r.tcp.ack, kIsnA + 101);
+  EXPECT_EQ(r.payload, Payload(100, 6));
+  EXPECT_TRUE(r.mptcp_raw.empty());
+  ASSERT_TRUE(r.options.Timestamps());
+  // The peer's join clock (90100) is far from its initial one (5010): the local stack sees a
+  // continuation of the initial subflow's sequence, never a step back (PAWS, RFC 7323 §5).
+  const uint32_t t1 = r.options.Timestamps()->tsval;
+  EXPECT_EQ(t1, 5010u);
+  Seen r2 = In(w, {.seq = kIsnJ + 101,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .ts = TimestampsOption{90110, 1003},
+                   .mptcp = {PeerDss(100, {{200, 50}}, 100)},
+                   .payload = Payload(50, 7)});
+  EXPECT_EQ(r2.tcp.seq, kIsnB + 201);
+  EXPECT_EQ(r2.options.Timestamps()->tsval, t1 + 10);
+  // A late segment on the initial subflow with its (lower) clock: still not behind.
+  Seen r3 = In({.seq = kIsnB + 101,
+                .ack = kIsnA + 101,
+                .ts = TimestampsOption{5015, 1003},
+                .mptcp = {PeerDss(100, {{250, 10}}, 100)},
+                .payload = Payload(10, 8)});
+  EXPECT_EQ(r3.tcp.seq, kIsnB + 251);
+  EXPECT_GE(static_cast<int32_t>(r3.options.Timestamps()->tsval - (t1 + 10)), 0);
+  // The local ACK of all of it: goes on the active join, and the initial subflow, which carried
+  // bytes 250..260, gets its own subflow ACK (seed §3.4).
+  Seen ack = Out({.seq = kIsnA + 101, .ack = kIsnB + 261, .ts = TimestampsOption{1020, 5015}});
+  EXPECT_EQ(ack.tuple, w);
+  EXPECT_EQ(ack.tcp.ack, kIsnJ + 151);
+  EXPECT_EQ(ack.mp.dss->data_ack->value, idsn_b_ + 1 + 260);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 111);
+  EXPECT_EQ(f[0].mp.dss->data_ack->value, idsn_b_ + 1 + 260);
+  EXPECT_EQ(engine_.counter(Counter::kSideAckTx), 1u);
+  // An ACK with no news from the (now backup) initial subflow is not a duplicate ACK for the
+  // local stack.
+  Seen dup = In({.seq = kIsnB + 111, .ack = kIsnA + 101, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(dup.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kNonActiveAckConsumed), 1u);
+  // SACK blocks from the join are in its subflow space: removed before the local stack.
+  Seen sack = In(w, {.seq = kIsnJ + 151,
+                     .ack = join_syn_.tcp.seq + 1,
+                     .ts = TimestampsOption{90120, 1020},
+                     .sack = {{join_syn_.tcp.seq + 1, join_syn_.tcp.seq + 2}},
+                     .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(sack.verdict, Verdict::kAccept);  // the active subflow's duplicate ACK is passed
+  EXPECT_FALSE(sack.options.Find(tcp_opt::kSack));
+  EXPECT_TRUE(sack.options.Timestamps());
+}
+
+TEST_F(SubflowTest, PeerClosingTheJoinKeepsTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  Seen fin = In(w, {.seq = kIsnJ + 1,
+                    .ack = jisn + 1,
+                    .flags = tcp_flags::kAck | tcp_flags::kFin,
+                    .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(fin.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // our FIN, acknowledging theirs
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 2);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowClosedRx), 1u);
+  // New data goes back to the initial subflow, at the SSN after what it carried.
+  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(10, 9)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  EXPECT_EQ(d.tcp.seq, kIsnA + 101);
+  EXPECT_EQ(d.mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  (void)In(w, {.seq = kIsnJ + 2, .ack = jisn + 2, .mptcp = {PeerDss(100)}});
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_EQ(sfs[1].state, SubflowState::kClosed);
+  EXPECT_TRUE(sfs[0].active);
+  EXPECT_EQ(engine_.connection_count(), 1u);
+}
+
+TEST_F(SubflowTest, PeerResettingTheJoinKeepsTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  MpTcpRst why;
+  why.reason = 5;  // unacceptable performance
+  Seen rst = In(w, {.seq = kIsnJ + 1,
+                    .ack = join_syn_.tcp.seq + 1,
+                    .flags = tcp_flags::kRst | tcp_flags::kAck,
+                    .mptcp = {why}});
+  EXPECT_EQ(rst.verdict, Verdict::kDrop);  // the local stack's connection is not reset
+  EXPECT_EQ(engine_.counter(Counter::kSubflowRstRx), 1u);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  auto sfs = Subflows();
+  EXPECT_EQ(sfs[1].state, SubflowState::kClosed);
+  EXPECT_TRUE(sfs[0].active);
+  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(10, 9)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  // A reset of the last subflow is the connection's end: the local stack sees it.
+  Seen last =
+      In({.seq = kIsnB + 101, .ack = kIsnA + 111, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  EXPECT_EQ(last.verdict, Verdict::kAccept);
+  EXPECT_TRUE(last.tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(last.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(last.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+}
+
+TEST_F(SubflowTest, ConnectionCloseSendsFinOnEverySubflowAndFreesState) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  // Local FIN with 10 bytes: a DATA_FIN on the active join (mapping length 10 + 1).
+  Seen fin = Out({.seq = kIsnA + 101,
+                  .ack = kIsnB + 101,
+                  .flags = tcp_flags::kAck | tcp_flags::kFin,
+                  .payload = Payload(10, 1)});
+  EXPECT_EQ(fin.tuple, w);
+  EXPECT_FALSE(fin.tcp.has(tcp_flags::kFin));
+  ASSERT_TRUE(fin.mp.dss && fin.mp.dss->mapping);
+  EXPECT_TRUE(fin.mp.dss->data_fin);
+  EXPECT_EQ(fin.mp.dss->mapping->data_len, 11);
+  // The peer's DATA_ACK covers it (arriving on the initial subflow): FIN on both subflows.
+  Seen acked = In({.seq = kIsnB + 101, .ack = kIsnA + 101, .mptcp = {PeerDss(111)}});
+  EXPECT_EQ(acked.tcp.ack, kIsnA + 112);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);
+  std::map<uint16_t, Seen> fins;
+  for (auto& s : f) {
+    EXPECT_TRUE(s.tcp.has(tcp_flags::kFin));
+    fins[s.tuple.sport] = s;
+  }
+  ASSERT_TRUE(fins.contains(w.sport) && fins.contains(LocalTuple().sport));
+  EXPECT_EQ(fins[w.sport].tcp.seq, jisn + 11);
+  EXPECT_EQ(fins[LocalTuple().sport].tcp.seq, kIsnA + 101);
+  // Unacknowledged subflow FINs are retransmitted.
+  Tick(std::chrono::milliseconds(200));
+  EXPECT_EQ(TakeForged().size(), 2u);
+  // The peer acks both FINs, sends its DATA_FIN on the join, then FINs on both subflows.
+  (void)In({.seq = kIsnB + 101, .ack = kIsnA + 102, .mptcp = {PeerDss(111)}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = jisn + 12, .mptcp = {PeerDss(111)}});
+  Dss pfin = PeerDss(111);
+  pfin.mapping = DssMapping{idsn_b_ + 1 + 100, true, 0, 1, {}};
+  pfin.data_fin = true;
+  Seen rfin = In(w, {.seq = kIsnJ + 1, .ack = jisn + 12, .mptcp = {pfin}});
+  EXPECT_TRUE(rfin.tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(rfin.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(rfin.tuple, LocalTuple().Reversed());
+  (void)Out({.seq = kIsnA + 112, .ack = kIsnB + 102});
+  TakeForged();
+  Seen s1 = In(w, {.seq = kIsnJ + 1,
+                   .ack = jisn + 12,
+                   .flags = tcp_flags::kAck | tcp_flags::kFin,
+                   .mptcp = {PeerDss(111)}});
+  Seen s2 = In({.seq = kIsnB + 101,
+                .ack = kIsnA + 102,
+                .flags = tcp_flags::kAck | tcp_flags::kFin,
+                .mptcp = {PeerDss(111)}});
+  EXPECT_EQ(s1.verdict, Verdict::kDrop);
+  EXPECT_EQ(s2.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);  // each subflow FIN acknowledged on its subflow
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+  Tick(std::chrono::seconds(11));
+  EXPECT_EQ(engine_.connection_count(), 0u);
+  // The join's wire tuple is forgotten too: a late packet there is an unknown flow.
+  const uint64_t before = engine_.counter(Counter::kNoConnection);
+  (void)In(w, {.seq = kIsnJ + 2, .ack = jisn + 12, .mptcp = {PeerDss(111)}});
+  EXPECT_EQ(engine_.counter(Counter::kNoConnection), before + 1);
+}
+
+TEST_F(SubflowTest, LocalRstResetsEverySubflow) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  Seen r =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  EXPECT_TRUE(r.tcp.has(tcp_flags::kRst));
+  EXPECT_TRUE(r.mp.mp_fastclose);
+  EXPECT_TRUE(r.mp.mp_tcprst);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_NE(f[0].tuple, r.tuple);
+  EXPECT_TRUE(f[0].tuple == w || f[0].tuple == LocalTuple());
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+}
+
+TEST_F(SubflowTest, BreakBeforeMakeRetransmitsOnTheNewSubflow) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // 100 more bytes on eth0 that the peer never acknowledges (the path broke).
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 3)});
+  const FourTuple w = StartJoin(HandoverMode::kBreakBeforeMake);
+  // Nothing may leave on the old path any more, and the new one is not up yet.
+  Seen lost = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 3)});
+  EXPECT_EQ(lost.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kNoSubflow), 1u);
+  Seen sa = In(w, {.seq = kIsnJ,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .ws = kPeerJoinWs,
+                   .ts = TimestampsOption{90000, 1003},
+                   .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  EXPECT_EQ(sa.verdict, Verdict::kDrop);
+  TakeForged();
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90001, 1003},
+               .mptcp = {PeerDss(100)}});
+  auto f = TakeForged();
+  // REMOVE_ADDR for the old address (ID 0: the initial subflow's) on the new subflow.
+  bool rm = false;
+  for (auto& s : f) {
+    EXPECT_EQ(s.tuple, w);
+    if (s.mp.remove_addr) {
+      rm = true;
+      EXPECT_EQ(s.mp.remove_addr->count, 1);
+      EXPECT_EQ(s.mp.remove_addr->ids[0], 0);
+    }
+  }
+  EXPECT_TRUE(rm);
+  EXPECT_EQ(engine_.HandoverStatusOf(handover_)->state, HandoverState::kDone);
+  // The local stack's RTO retransmission of offsets 100..200: fresh SSN space on the new subflow,
+  // the same DSNs.
+  Seen re = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 3)});
+  EXPECT_EQ(re.tuple, w);
+  EXPECT_EQ(re.tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(re.mp.dss->mapping->ssn, 1u);
+  EXPECT_EQ(re.mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  EXPECT_EQ(engine_.counter(Counter::kTxMovedSubflow), 1u);
+  Seen next = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(50, 4)});
+  EXPECT_EQ(next.tcp.seq, join_syn_.tcp.seq + 101);
+  EXPECT_EQ(next.mp.dss->mapping->dsn, idsn_a_ + 1 + 200);
+  // The peer's DATA_ACK on the new subflow maps back to the local stack's sequence space.
+  Seen a = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 151, .mptcp = {PeerDss(250)}});
+  EXPECT_EQ(a.tcp.ack, kIsnA + 251);
+  auto sfs = Subflows();
+  EXPECT_EQ(sfs[0].state, SubflowState::kClosed);
+  EXPECT_TRUE(sfs[1].active);
+}
+
+TEST_F(SubflowTest, HandoverWithoutConnectionsIsDoneAtOnce) {
+  Actions a;
+  auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  auto st = engine_.HandoverStatusOf(id.value());
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->state, HandoverState::kDone);
+  EXPECT_EQ(st->connections, 0u);
+  EXPECT_FALSE(engine_.StartHandover(now_, HandoverRequest{"eth0", "nope", {}, {}}, a).ok());
+  EXPECT_FALSE(engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, 42}, a).ok());
+  EXPECT_FALSE(engine_.AddSubflow(now_, 42, "wlan0", false, a).ok());
+}
+
+TEST_F(SubflowTest, NoAddressOfTheFamilyIsAnError) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  engine_.SetInterfaces({LocalInterface{"eth0", kIfEth, {Addr("198.18.1.2")}},
+                         LocalInterface{"wlan0", kIfWlan, {Addr("2001:db8::2")}}});
+  Actions a;
+  EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
+  EXPECT_FALSE(engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, token_a_}, a).ok());
+  EXPECT_TRUE(a.forged.empty());
+}
+
+TEST_F(SubflowTest, AddSubflowAsBackupThenRemoveIt) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", /*backup=*/true, a).ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  ASSERT_EQ(f[0].mptcp_raw.size(), 1u);
+  EXPECT_EQ(f[0].mptcp_raw[0][2], 0x11);  // subtype 1, B = 1 (interop §1.3)
+  const FourTuple w = f[0].tuple;
+  join_syn_ = f[0];
+  nonce_a_ = f[0].mp.mp_join->nonce;
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .ws = kPeerJoinWs,
+               .ts = TimestampsOption{90000, 1003},
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90001, 1003},
+               .mptcp = {PeerDss(100)}});
+  TakeForged();
+  // A backup subflow without a handover: sending stays on the initial subflow.
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_TRUE(sfs[0].active);
+  EXPECT_TRUE(sfs[1].backup_local);
+  EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);
+  // While only the initial subflow carries data, the single-path fast path stays: SSN == TSN,
+  // SACK passed, inbound lone DSS left in place.
+  EXPECT_FALSE(Conn()->multi);
+  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(10, 1)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  EXPECT_EQ(d.tcp.seq, kIsnA + 101);  // the initial subflow's SSNs still equal the TSNs
+  Seen sack = Out({.seq = kIsnA + 111,
+                   .ack = kIsnB + 101,
+                   .ts = TimestampsOption{1010, 5010},
+                   .sack = {{kIsnB + 200, kIsnB + 300}}});
+  EXPECT_TRUE(sack.options.Find(tcp_opt::kSack));
+  const uint64_t kept = engine_.counter(Counter::kInboundKeptDss);
+  (void)In({.seq = kIsnB + 101,
+            .ack = kIsnA + 111,
+            .ts = TimestampsOption{5020, 1010},
+            .mptcp = {PeerDss(110, {{100, 10}}, 100)},
+            .payload = Payload(10, 2)});
+  EXPECT_EQ(engine_.counter(Counter::kInboundKeptDss), kept + 1);
+  EXPECT_FALSE(Conn()->multi);
+  EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "nope", false, a).ok());
+  // Removing it: a FIN on it, the connection stays.
+  ASSERT_TRUE(engine_.RemoveSubflow(now_, token_a_, "wlan0", a).ok());
+  Collect(a);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kClosing);
+  // The last subflow cannot be removed.
+  EXPECT_FALSE(engine_.RemoveSubflow(now_, token_a_, "eth0", a).ok());
+}
+
+TEST_F(SubflowTest, IdleBackupJoinClosesWithTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", /*backup=*/true, a).ok());
+  Collect(a);
+  join_syn_ = TakeForged()[0];
+  const FourTuple w = join_syn_.tuple;
+  nonce_a_ = join_syn_.mp.mp_join->nonce;
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  TakeForged();
+  ASSERT_FALSE(Conn()->multi);
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kAck | tcp_flags::kFin});
+  (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101, .mptcp = {PeerDss(101)}});
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);  // the subflow FIN on the initial subflow and on the idle join
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[1].tuple, w);
+  EXPECT_TRUE(f[1].tcp.has(tcp_flags::kFin));
+  EXPECT_EQ(f[1].tcp.seq, join_syn_.tcp.seq + 1);
+  // The peer's FIN on the join after its DATA_FIN: acknowledged there, never delivered.
+  Dss pfin = PeerDss(101);
+  pfin.mapping = DssMapping{idsn_b_ + 1 + 100, true, 0, 1, {}};
+  pfin.data_fin = true;
+  Seen rfin = In({.seq = kIsnB + 101, .ack = kIsnA + 102, .mptcp = {pfin}});
+  EXPECT_TRUE(rfin.tcp.has(tcp_flags::kFin));
+  (void)Out({.seq = kIsnA + 102, .ack = kIsnB + 102});
+  TakeForged();
+  Seen jfin = In(w, {.seq = kIsnJ + 1,
+                     .ack = join_syn_.tcp.seq + 2,
+                     .flags = tcp_flags::kAck | tcp_flags::kFin,
+                     .mptcp = {PeerDss(101)}});
+  EXPECT_EQ(jfin.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 2);
+}
+
+TEST_F(SubflowTest, HandoverBackUsesTheExistingSubflow) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(50, 1)});  // on the join
+  Actions a;
+  auto id = engine_.StartHandover(now_, HandoverRequest{"wlan0", "eth0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  // No new join: the initial subflow is still there (as backup); MP_PRIO flips both at once.
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_TRUE(f[0].mp.mp_prio && f[0].mp.mp_prio->backup);
+  EXPECT_EQ(f[1].tuple, LocalTuple());
+  EXPECT_TRUE(f[1].mp.mp_prio && !f[1].mp.mp_prio->backup);
+  auto st = engine_.HandoverStatusOf(id.value());
+  EXPECT_EQ(st->state, HandoverState::kDone);
+  EXPECT_EQ(st->moved, 1u);
+  // New data continues on the initial subflow after the SSNs it already used.
+  Seen d = Out({.seq = kIsnA + 151, .ack = kIsnB + 101, .payload = Payload(20, 2)});
+  EXPECT_EQ(d.tuple, LocalTuple());
+  EXPECT_EQ(d.tcp.seq, kIsnA + 101);
+  EXPECT_EQ(d.mp.dss->mapping->ssn, 101u);
+  EXPECT_EQ(d.mp.dss->mapping->dsn, idsn_a_ + 1 + 150);
+  auto sfs = Subflows();
+  EXPECT_TRUE(sfs[0].active);
+  EXPECT_EQ(sfs[0].bytes_tx, 120u);
+  EXPECT_EQ(sfs[1].bytes_tx, 50u);
+}
+
+TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // Mutations of valid packets on both subflows and from the local stack: every outcome is a
+  // verdict (and counted), never a crash; accepted inbound packets always carry the TCP-side tuple.
+  Xoshiro256 r(42);
+  const std::vector<std::vector<uint8_t>> seeds = {
+      Build(w.Reversed(), {.seq = kIsnJ + 1,
+                           .ack = join_syn_.tcp.seq + 1,
+                           .ts = TimestampsOption{90100, 1003},
+                           .mptcp = {PeerDss(100, {{100, 100}}, 0)},
+                           .payload = Payload(100, 6)}),
+      Build(w.Reversed(), {.seq = kIsnJ + 1,
+                           .ack = join_syn_.tcp.seq + 1,
+                           .flags = tcp_flags::kAck | tcp_flags::kFin,
+                           .mptcp = {PeerDss(100)}}),
+      Build(w.Reversed(), {.seq = kIsnJ,
+                           .ack = join_syn_.tcp.seq + 1,
+                           .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                           .mptcp = {PeerSynAck(1)}}),
+      Build(LocalTuple().Reversed(), {.seq = kIsnB + 101,
+                                      .ack = kIsnA + 101,
+                                      .mptcp = {PeerDss(100, {{100, 10}}, 100)},
+                                      .payload = Payload(10, 1)}),
+  };
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<uint8_t> pkt = seeds[r.Below(seeds.size())];
+    const int flips = 1 + static_cast<int>(r.Below(4));
+    for (int k = 0; k < flips; ++k) {
+      // Keep the IP header mostly intact so the TCP part is what gets exercised.
+      const size_t at = 20 + r.Below(pkt.size() - 20);
+      pkt[at] = static_cast<uint8_t>(r.Next64());
+    }
+    PacketOut out;
+    Actions a;
+    PacketMeta meta;
+    meta.hook = r.Below(4) == 0 ? Hook::kLocalOut : Hook::kPreRouting;
+    std::vector<uint8_t> copy = pkt;
+    engine_.OnPacket(now_, meta, MutableBytes(copy), out, a);
+    if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && out.rewritten) {
+      std::vector<uint8_t> res(out.head.begin(),
+                               out.head.begin() + static_cast<long>(out.head_len));
+      res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
+      auto p = ParseTcpPacket(MutableBytes(res));
+      ASSERT_TRUE(p.ok());
+      EXPECT_NE(p->tuple(), w.Reversed()) << "a join packet reached the local stack untranslated";
+    }
+    now_ += std::chrono::milliseconds(1);
+  }
+}
+
+TEST_F(SubflowTest, JoinLimitIsEnforced) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  for (int i = 0; i < 7; ++i)
+    ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
+  EXPECT_FALSE(engine_.AddSubflow(now_, token_a_, "wlan0", false, a).ok());
+  Collect(a);
+  std::set<uint16_t> ports;
+  for (auto& f : TakeForged()) ports.insert(f.tuple.sport);
+  EXPECT_EQ(ports.size(), 7u);  // a fresh source port for each
+}
+
+TEST_F(SubflowTest, Ipv6JoinUsesTheInterfacesV6Address) {
+  engine_.SetInterfaces(
+      {LocalInterface{"eth0", kIfEth, {Addr("198.18.1.2"), Addr("2001:db8:1::2")}},
+       LocalInterface{"wlan0", kIfWlan, {Addr("198.18.2.2"), Addr("2001:db8:2::2")}}});
+  const FourTuple t{Addr("2001:db8:1::2"), Addr("2001:db8:3::2"), 40001, 5201};
+  (void)Run(Hook::kLocalOut, Build(t, {.seq = kIsnA,
+                                       .flags = tcp_flags::kSyn,
+                                       .mss = 1440,
+                                       .ws = kLocalWs,
+                                       .ts = TimestampsOption{1, 0}}));
+  MpCapable synack;
+  synack.form = MpCapable::Form::kSynAck;
+  synack.sender_key = kKeyB;
+  (void)Run(Hook::kPreRouting, Build(t.Reversed(), {.seq = kIsnB,
+                                                    .ack = kIsnA + 1,
+                                                    .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                                                    .mss = 1440,
+                                                    .ws = kPeerWs,
+                                                    .ts = TimestampsOption{2, 1},
+                                                    .mptcp = {synack}}));
+  ASSERT_NE(Conn(), nullptr);
+  idsn_a_ = DeriveFromKey(Conn()->local_key)->idsn;
+  idsn_b_ = DeriveFromKey(kKeyB)->idsn;
+  Actions a;
+  // Not before the server's first DSS: it would refuse the join (interop §2.6).
+  EXPECT_FALSE(engine_.AddSubflow(now_, Conn()->local_token, "wlan0", false, a).ok());
+  (void)Run(Hook::kPreRouting, Build(t.Reversed(), {.seq = kIsnB + 1,
+                                                    .ack = kIsnA + 1,
+                                                    .ts = TimestampsOption{3, 1},
+                                                    .mptcp = {PeerDss(0)}}));
+  auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple.src, Addr("2001:db8:2::2"));
+  EXPECT_EQ(f[0].tuple.dst, t.dst);
+  EXPECT_TRUE(f[0].checksum_ok);
+  EXPECT_EQ(f[0].options.Mss(), 1440 - 28);
+  ASSERT_TRUE(f[0].mp.mp_join);
+  EXPECT_EQ(f[0].mp.mp_join->token, DeriveFromKey(kKeyB)->token);
+}
+
+TEST_F(SubflowTest, HandoverAdoptsAJoinUnderWay) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  Actions a;
+  ASSERT_TRUE(engine_.AddSubflow(now_, token_a_, "wlan0", /*backup=*/true, a).ok());
+  auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // one join, not two
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kInProgress);
+  const FourTuple w = f[0].tuple;
+  join_syn_ = f[0];
+  nonce_a_ = f[0].mp.mp_join->nonce;
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kDone);
+  auto sfs = Subflows();
+  EXPECT_FALSE(sfs[1].backup_local);  // MP_PRIO made it regular
+  EXPECT_TRUE(sfs[1].active);
+}
+
+TEST_F(SubflowTest, LocalRstWithNoUsableSubflowStillEndsTheConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)StartJoin(HandoverMode::kBreakBeforeMake);
+  Seen r =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // the join in its handshake is reset
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+  EXPECT_EQ(engine_.HandoverStatusOf(handover_)->state, HandoverState::kFailed);
+  Tick(std::chrono::seconds(11));
+  EXPECT_EQ(engine_.connection_count(), 0u);
+}
+
+TEST(MappingTableAssign, ReplacesWhatItCoversAndKeepsTheInvariants) {
+  MappingTable t;
+  ASSERT_EQ(t.Insert(0, 0, 300, 0), InsertResult::kInserted);  // one entry on subflow 0
+  // A retransmission of [100, 200) moved to subflow 1 at its SSN 0: three pieces.
+  t.Assign(100, 0, 100, 1);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.entries()[0], (MapEntry{0, 0, 100, 0}));
+  EXPECT_EQ(t.entries()[1], (MapEntry{100, 0, 100, 1}));
+  EXPECT_EQ(t.entries()[2], (MapEntry{200, 200, 100, 0}));
+  // New data right after on subflow 1 merges with its piece only where contiguous.
+  t.Assign(300, 100, 50, 1);
+  EXPECT_EQ(t.size(), 4u);
+  // Assigning the same piece back merges the neighbours again.
+  t.Assign(100, 100, 100, 0);
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t.entries()[0], (MapEntry{0, 0, 300, 0}));
+  EXPECT_EQ(t.entries()[1], (MapEntry{300, 100, 50, 1}));
+  // Covering several entries at once.
+  t.Assign(50, 1000, 280, 2);
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t.entries()[0], (MapEntry{0, 0, 50, 0}));
+  EXPECT_EQ(t.entries()[1], (MapEntry{50, 1000, 280, 2}));
+  EXPECT_EQ(t.entries()[2], (MapEntry{330, 130, 20, 1}));
+  EXPECT_EQ(t.Map(329), 1279u);
+  t.Assign(10, 5, 0, 3);  // empty: no change
+  EXPECT_EQ(t.size(), 3u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passive joins: a native client (the peer, key B) joins us.
+
+class PassiveJoinTest : public SubflowTest {
+ protected:
+  void EstablishPassive() {
+    MpCapable syn;
+    (void)In({.seq = kIsnB,
+              .flags = tcp_flags::kSyn,
+              .mss = 1460,
+              .ws = kPeerWs,
+              .ts = TimestampsOption{5000, 0},
+              .mptcp = {syn}});
+    Seen sa = Out({.seq = kIsnA,
+                   .ack = kIsnB + 1,
+                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                   .mss = 1460,
+                   .ws = kLocalWs,
+                   .ts = TimestampsOption{1000, 5000}});
+    ASSERT_TRUE(sa.mp.mp_capable);
+    key_a_ = sa.mp.mp_capable->sender_key;
+    idsn_a_ = DeriveFromKey(key_a_)->idsn;
+    idsn_b_ = DeriveFromKey(kKeyB)->idsn;
+    token_a_ = DeriveFromKey(key_a_)->token;
+    MpCapable ack;
+    ack.form = MpCapable::Form::kAck;
+    ack.sender_key = kKeyB;
+    ack.receiver_key = key_a_;
+    (void)In(
+        {.seq = kIsnB + 1, .ack = kIsnA + 1, .ts = TimestampsOption{5001, 1000}, .mptcp = {ack}});
+    ASSERT_EQ(Conn()->state, ConnState::kEstablished);
+    TakeForged();
+  }
+  // The peer joins from 198.18.4.2 to our initial address.
+  FourTuple JoinTuple() { return FourTuple{LocalTuple().src, Addr("198.18.4.2"), 5201, 45000}; }
+  MpJoin PeerSyn(uint32_t token) {
+    MpJoin j;
+    j.form = MpJoin::Form::kSyn;
+    j.address_id = 3;
+    j.token = token;
+    j.nonce = kNonceB;
+    return j;
+  }
+};
+
+TEST_F(PassiveJoinTest, SynAckHmacAndFourthAck) {
+  ASSERT_NO_FATAL_FAILURE(EstablishPassive());
+  const FourTuple w = JoinTuple();
+  // Note the tuple: our side is the LocalTuple's source (port 40000 is the peer's there); here the
+  // connection was opened by the peer, so the wire tuple is ours:5201 <- peer:45000.
+  Seen syn = In(w, {.seq = kIsnJ,
+                    .flags = tcp_flags::kSyn,
+                    .mss = 1400,
+                    .ws = kPeerJoinWs,
+                    .ts = TimestampsOption{70000, 0},
+                    .mptcp = {PeerSyn(token_a_)}});
+  EXPECT_EQ(syn.verdict, Verdict::kDrop);  // never reaches the local stack
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  const Seen sa = f[0];
+  EXPECT_EQ(sa.tuple, w);
+  EXPECT_TRUE(sa.checksum_ok);
+  EXPECT_EQ(sa.tcp.flags, tcp_flags::kSyn | tcp_flags::kAck);
+  EXPECT_EQ(sa.tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(sa.options.WindowScale(), kLocalWs);
+  ASSERT_TRUE(sa.mp.mp_join);
+  const uint32_t nonce = sa.mp.mp_join->nonce;
+  // HMAC-B = HMAC(Key-B || Key-A, R-B || R-A) where B = us (the listener), A = the joiner.
+  EXPECT_EQ(sa.mp.mp_join->truncated_hmac, TruncatedHmac(key_a_, kKeyB, nonce, kNonceB));
+  EXPECT_EQ(sa.mp.mp_join->address_id, 0);  // our initial address
+  EXPECT_EQ(engine_.counter(Counter::kJoinSynRx), 1u);
+  // Third ACK with HMAC-A = HMAC(Key-A || Key-B, R-A || R-B), A = the joiner (the peer).
+  MpJoin third;
+  third.form = MpJoin::Form::kAck;
+  third.hmac = FullHmac(kKeyB, key_a_, kNonceB, nonce);
+  Seen t = In(w, {.seq = kIsnJ + 1,
+                  .ack = sa.tcp.seq + 1,
+                  .ts = TimestampsOption{70001, 1000},
+                  .mptcp = {third}});
+  EXPECT_EQ(t.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // the fourth ACK, at once
+  EXPECT_EQ(f[0].tuple, w);
+  ASSERT_TRUE(f[0].mp.dss && f[0].mp.dss->data_ack);
+  EXPECT_FALSE(f[0].mp.dss->mapping);
+  EXPECT_EQ(f[0].tcp.seq, sa.tcp.seq + 1);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  // Our fourth ACK was lost: the joiner repeats its third ACK, and gets another one.
+  Seen t2 = In(w, {.seq = kIsnJ + 1,
+                   .ack = sa.tcp.seq + 1,
+                   .ts = TimestampsOption{70002, 1000},
+                   .mptcp = {third}});
+  EXPECT_EQ(t2.verdict, Verdict::kDrop);
+  auto again = TakeForged();
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].tuple, w);
+  EXPECT_TRUE(again[0].mp.dss && again[0].mp.dss->data_ack);
+  EXPECT_EQ(engine_.counter(Counter::kJoinFourthAckTx), 2u);
+  EXPECT_FALSE(Conn()->multi);  // still nothing but the handshake on the join
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);
+  EXPECT_EQ(sfs[1].remote_id, 3);
+  EXPECT_FALSE(sfs[1].active);
+  // Data from the native client on the join: delivered to the local stack's tuple.
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = sa.tcp.seq + 1,
+                  .ts = TimestampsOption{70010, 1000},
+                  .mptcp = {PeerDss(0, {{0, 40}}, 0)},
+                  .payload = Payload(40, 1)});
+  EXPECT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(d.tcp.seq, kIsnB + 1);
+  EXPECT_EQ(d.payload, Payload(40, 1));
+  // The peer makes the join its regular path and the initial a backup (MP_PRIO): our local
+  // stack's data follows.
+  MpPrio backup;
+  backup.backup = true;
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .mptcp = {PeerDss(0), backup}});
+  Seen o = Out({.seq = kIsnA + 1, .ack = kIsnB + 41, .payload = Payload(30, 2)});
+  EXPECT_EQ(o.tuple, w);
+  EXPECT_EQ(o.tcp.seq, sa.tcp.seq + 1);
+  EXPECT_EQ(o.tcp.ack, kIsnJ + 41);
+  EXPECT_EQ(o.mp.dss->mapping->dsn, idsn_a_ + 1);
+}
+
+TEST_F(PassiveJoinTest, UnknownTokenAndBadHmacAreReset) {
+  ASSERT_NO_FATAL_FAILURE(EstablishPassive());
+  const FourTuple w = JoinTuple();
+  Seen syn = In(w, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .mptcp = {PeerSyn(token_a_ ^ 1)}});
+  EXPECT_EQ(syn.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  ASSERT_TRUE(f[0].mp.mp_tcprst);
+  EXPECT_EQ(f[0].mp.mp_tcprst->reason, 1);
+  EXPECT_EQ(engine_.counter(Counter::kJoinNoToken), 1u);
+
+  (void)In(w, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .mptcp = {PeerSyn(token_a_)}});
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  MpJoin third;
+  third.form = MpJoin::Form::kAck;
+  third.hmac = FullHmac(kKeyB, key_a_, kNonceB, f[0].mp.mp_join->nonce);
+  third.hmac[0] ^= 1;
+  Seen t = In(w, {.seq = kIsnJ + 1, .ack = f[0].tcp.seq + 1, .mptcp = {third}});
+  EXPECT_EQ(t.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  ASSERT_TRUE(f[0].mp.mp_tcprst);
+  EXPECT_EQ(f[0].mp.mp_tcprst->reason, 1);
+  EXPECT_EQ(engine_.counter(Counter::kJoinAckBadHmac), 1u);
+  EXPECT_EQ(Subflows().size(), 1u);
+}
+
+}  // namespace
+}  // namespace mproxy::mptcp
+
+namespace mproxy::mptcp {
+namespace {
+
+using namespace packet;  // NOLINT(google-build-using-namespace): test brevity
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic end-to-end simulation: two engines (the mobile host's, active, and the server's,
+// passive), each in front of a small scripted TCP stack, connected by a two-path network. A
+// handover happens in the middle of a two-way transfer; the byte streams the stacks receive must
+// be exactly the ones the other side sent, and the timestamps they see must never go backwards.
+
+// A minimal TCP endpoint: go-back-N on timeout, in-order reception, cumulative ACKs, timestamps.
+class ScriptedTcp {
+ public:
+  ScriptedTcp(FourTuple tuple, bool client, uint32_t isn, std::vector<uint8_t> data)
+      : tuple_(tuple), client_(client), isn_(isn), out_(std::move(data)) {}
+
+  std::vector<std::vector<uint8_t>> Output(int tick) {
+    std::vector<std::vector<uint8_t>> pkts;
+    clock_ = static_cast<uint32_t>(tick);
+    if (client_ && state_ == State::kClosed) {
+      state_ = State::kSynSent;
+      syn_at_ = tick;
+      pkts.push_back(Segment(isn_, 0, tcp_flags::kSyn, {}));
+      return pkts;
+    }
+    if (state_ == State::kSynSent && tick - syn_at_ > 1000) {
+      syn_at_ = tick;
+      pkts.push_back(Segment(isn_, 0, tcp_flags::kSyn, {}));
+    }
+    if (state_ == State::kSynRcvd && need_ack_) {
+      need_ack_ = false;
+      pkts.push_back(Segment(isn_, irs_ + 1, tcp_flags::kSyn | tcp_flags::kAck, {}));
+    }
+    if (state_ != State::kEstablished) return pkts;
+    if (una_ < nxt_ && tick - progress_at_ > 300) {
+      nxt_ = una_;  // RTO: go back to the first unacknowledged byte
+      progress_at_ = tick;
+      ++rtos_;
+    }
+    while (nxt_ < out_.size() && nxt_ < una_ + 8 * kMss) {
+      const size_t n = std::min<size_t>(kMss, out_.size() - nxt_);
+      std::vector<uint8_t> chunk(out_.begin() + static_cast<long>(nxt_),
+                                 out_.begin() + static_cast<long>(nxt_ + n));
+      pkts.push_back(
+          Segment(isn_ + 1 + static_cast<uint32_t>(nxt_), Ack(), tcp_flags::kAck, chunk));
+      if (nxt_ == una_) progress_at_ = tick;
+      nxt_ += n;
+      need_ack_ = false;
+    }
+    if (close_ && una_ == out_.size() && !fin_acked_ && (!fin_sent_ || tick - fin_at_ > 300)) {
+      if (fin_sent_) ++rtos_;
+      fin_sent_ = true;
+      fin_at_ = tick;
+      need_ack_ = false;
+      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(out_.size()), Ack(),
+                             tcp_flags::kAck | tcp_flags::kFin, {}));
+    }
+    if (need_ack_) {
+      need_ack_ = false;
+      pkts.push_back(Segment(isn_ + 1 + static_cast<uint32_t>(nxt_) + (fin_sent_ ? 1 : 0), Ack(),
+                             tcp_flags::kAck, {}));
+    }
+    return pkts;
+  }
+
+  void Input(std::vector<uint8_t> bytes, int tick) {
+    auto p = ParseTcpPacket(MutableBytes(bytes));
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->tuple(), tuple_.Reversed()) << "a packet for another tuple reached the stack";
+    EXPECT_TRUE(TcpChecksumOk(bytes));
+    if (auto ts = p->options.Timestamps()) {
+      if (ts_seen_ && static_cast<int32_t>(ts->tsval - ts_recent_) < 0) ++paws_;
+      ts_recent_ = ts->tsval;
+      ts_seen_ = true;
+    }
+    const TcpHeader& h = p->tcp;
+    if (h.has(tcp_flags::kRst)) {
+      ++rsts_;
+      return;
+    }
+    if (h.has(tcp_flags::kSyn)) {
+      irs_ = h.seq;
+      if (client_ && state_ == State::kSynSent && h.has(tcp_flags::kAck)) {
+        state_ = State::kEstablished;
+        need_ack_ = true;
+      } else if (!client_) {
+        state_ = State::kSynRcvd;
+        need_ack_ = true;
+      }
+      return;
+    }
+    if (state_ == State::kSynRcvd && h.has(tcp_flags::kAck) && h.ack == isn_ + 1) {
+      state_ = State::kEstablished;
+    }
+    if (state_ != State::kEstablished) return;
+    if (h.has(tcp_flags::kAck)) {
+      int64_t acked = static_cast<int32_t>(h.ack - (isn_ + 1));
+      if (fin_sent_ && acked == static_cast<int64_t>(out_.size()) + 1) {
+        fin_acked_ = true;
+        acked = static_cast<int64_t>(out_.size());
+      }
+      if (acked > static_cast<int64_t>(una_) && acked <= static_cast<int64_t>(out_.size())) {
+        una_ = static_cast<uint64_t>(acked);
+        progress_at_ = tick;
+        if (nxt_ < una_) nxt_ = una_;
+      }
+    }
+    const Bytes pl = p->payload();
+    if (!pl.empty()) {
+      const int64_t off = static_cast<int32_t>(h.seq - (irs_ + 1));
+      const int64_t have = static_cast<int64_t>(in_.size());
+      if (off <= have && off + static_cast<int64_t>(pl.size()) > have) {
+        in_.insert(in_.end(), pl.begin() + (have - off), pl.end());
+      }
+      need_ack_ = true;
+    }
+    if (h.has(tcp_flags::kFin)) {
+      const int64_t off = static_cast<int32_t>(h.seq - (irs_ + 1));
+      if (off + static_cast<int64_t>(pl.size()) == static_cast<int64_t>(in_.size())) {
+        fin_rcvd_ = true;
+      }
+      need_ack_ = true;
+    }
+  }
+
+  // Sends a FIN once everything is acknowledged (and then counts as done only when both FINs are).
+  void CloseWhenDone() { close_ = true; }
+  [[nodiscard]] bool fin_rcvd() const { return fin_rcvd_; }
+  [[nodiscard]] const std::vector<uint8_t>& received() const { return in_; }
+  [[nodiscard]] const std::vector<uint8_t>& sent() const { return out_; }
+  [[nodiscard]] bool done() const {
+    return una_ == out_.size() && (!close_ || (fin_acked_ && fin_rcvd_));
+  }
+  [[nodiscard]] int paws() const { return paws_; }
+  [[nodiscard]] int rsts() const { return rsts_; }
+  [[nodiscard]] int rtos() const { return rtos_; }
+
+ private:
+  static constexpr size_t kMss = 1000;
+  enum class State { kClosed, kSynSent, kSynRcvd, kEstablished };
+  uint32_t Ack() const {
+    return irs_ + 1 + static_cast<uint32_t>(in_.size()) + (fin_rcvd_ ? 1 : 0);
+  }
+  std::vector<uint8_t> Segment(uint32_t seq, uint32_t ack, uint8_t flags, Bytes payload) {
+    TcpHeader h;
+    h.sport = tuple_.sport;
+    h.dport = tuple_.dport;
+    h.seq = seq;
+    h.ack = ack;
+    h.flags = flags;
+    h.window = 0xffff;
+    TcpOptionList o;
+    if ((flags & tcp_flags::kSyn) != 0) {
+      EXPECT_TRUE(o.AddMss(1460));
+      EXPECT_TRUE(o.AddSackPermitted());
+    }
+    EXPECT_TRUE(o.AddNop() && o.AddNop() && o.AddTimestamps({clock_, ts_recent_}));
+    if ((flags & tcp_flags::kSyn) != 0) {
+      EXPECT_TRUE(o.AddNop() && o.AddWindowScale(7));
+    }
+    auto pkt = BuildTcpPacket(tuple_, h, o, payload);
+    EXPECT_TRUE(pkt.ok());
+    return pkt.value();
+  }
+
+  FourTuple tuple_;
+  bool client_;
+  uint32_t isn_, irs_ = 0;
+  State state_ = State::kClosed;
+  std::vector<uint8_t> out_, in_;
+  uint64_t una_ = 0, nxt_ = 0;
+  int syn_at_ = 0, progress_at_ = 0;
+  bool need_ack_ = false;
+  bool close_ = false, fin_sent_ = false, fin_acked_ = false, fin_rcvd_ = false;
+  int fin_at_ = 0;
+  uint32_t clock_ = 0, ts_recent_ = 0;
+  bool ts_seen_ = false;
+  int paws_ = 0, rsts_ = 0, rtos_ = 0;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(uint64_t seed, size_t up = 300'000, size_t down = 200'000)
+      : rng_a_(seed),
+        rng_b_(seed + 1),
+        loss_rng_(seed * 7 + 3),
+        a_(Cfg(), rng_a_),
+        b_(Cfg(), rng_b_),
+        stack_a_(FourTuple{Eth(), Server(), 40000, 5201}, true, 0x10000000, Data(up, 1)),
+        stack_b_(FourTuple{Server(), Eth(), 5201, 40000}, false, 0xfffff000, Data(down, 2)) {
+    a_.SetInterfaces({LocalInterface{"eth0", 2, {Eth()}}, LocalInterface{"wlan0", 3, {Wlan()}}});
+    b_.SetInterfaces({LocalInterface{"lan0", 5, {Server()}}});
+  }
+  static IpAddress Eth() { return *IpAddress::Parse("198.18.1.2"); }
+  static IpAddress Wlan() { return *IpAddress::Parse("198.18.2.2"); }
+  static IpAddress Server() { return *IpAddress::Parse("198.18.3.2"); }
+  static EngineConfig Cfg() {
+    EngineConfig c;
+    c.ports = {5201};
+    return c;
+  }
+  static std::vector<uint8_t> Data(size_t n, uint64_t seed) {
+    Xoshiro256 r(seed);
+    std::vector<uint8_t> v(n);
+    for (auto& b : v) b = static_cast<uint8_t>(r.Next64());
+    return v;
+  }
+
+  // Runs until both transfers are complete (or `max_ticks`); `at` is called once per tick.
+  // Continues from the current tick; with `until_done` false it runs all `max_ticks`.
+  void Run(int max_ticks, const std::function<void(int)>& at, bool until_done = true) {
+    for (const int end = tick_ + max_ticks; ++tick_ <= end;) {
+      now_ = Time{} + std::chrono::milliseconds(tick_);
+      at(tick_);
+      for (auto& pkt : stack_a_.Output(tick_)) Through(a_, Hook::kLocalOut, std::move(pkt));
+      for (auto& pkt : stack_b_.Output(tick_)) Through(b_, Hook::kLocalOut, std::move(pkt));
+      auto wire = std::exchange(wire_, {});
+      for (auto& pkt : wire) Deliver(std::move(pkt));
+      for (Engine* e : {&a_, &b_}) {
+        while (e->NextTimeout() && *e->NextTimeout() <= now_) {
+          Actions act;
+          e->OnTimer(now_, act);
+          for (auto& f : act.forged) Send(std::move(f.bytes));
+        }
+      }
+      if (until_done && stack_a_.done() && stack_b_.done() &&
+          stack_a_.received() == stack_b_.sent() && stack_b_.received() == stack_a_.sent()) {
+        return;
+      }
+    }
+  }
+
+  void Inject(Actions& act) {
+    for (auto& f : act.forged) Send(std::move(f.bytes));
+    act.Clear();
+  }
+  Engine& a() { return a_; }
+  Engine& b() { return b_; }
+  ScriptedTcp& stack_a() { return stack_a_; }
+  ScriptedTcp& stack_b() { return stack_b_; }
+  Time now() const { return now_; }
+  int tick() const { return tick_; }
+  bool eth_up = true, wlan_up = true;
+  uint32_t loss_per_mille = 0;                       // random loss on both paths
+  uint64_t wire_bytes_eth = 0, wire_bytes_wlan = 0;  // TCP payload per path
+
+ private:
+  void Through(Engine& e, Hook hook, std::vector<uint8_t> pkt) {
+    PacketOut out;
+    Actions act;
+    PacketMeta meta;
+    meta.hook = hook;
+    e.OnPacket(now_, meta, MutableBytes(pkt), out, act);
+    for (auto& f : act.forged) Send(std::move(f.bytes));
+    if (out.verdict == Verdict::kDrop) return;
+    std::vector<uint8_t> result;
+    if (out.rewritten) {
+      result.assign(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
+      result.insert(result.end(), pkt.begin() + static_cast<long>(out.tail_offset), pkt.end());
+    } else {
+      result = std::move(pkt);
+    }
+    if (hook == Hook::kLocalOut) {
+      Send(std::move(result));
+    } else if (&e == &a_) {
+      stack_a_.Input(std::move(result), tick_);
+    } else {
+      stack_b_.Input(std::move(result), tick_);
+    }
+  }
+  void Send(std::vector<uint8_t> pkt) { wire_.push_back(std::move(pkt)); }
+  void Deliver(std::vector<uint8_t> pkt) {
+    auto p = ParseTcpPacket(MutableBytes(pkt));
+    ASSERT_TRUE(p.ok());
+    EXPECT_TRUE(TcpChecksumOk(pkt));
+    const bool eth = p->ip.src == Eth() || p->ip.dst == Eth();
+    if (eth && !eth_up) return;  // the path is broken
+    if (!eth && !wlan_up) return;
+    if (loss_per_mille > 0 && loss_rng_.Below(1000) < loss_per_mille) return;
+    (eth ? wire_bytes_eth : wire_bytes_wlan) += p->payload_len;
+    const bool to_a = p->ip.dst == Eth() || p->ip.dst == Wlan();
+    Through(to_a ? a_ : b_, Hook::kPreRouting, std::move(pkt));
+  }
+
+  Xoshiro256 rng_a_, rng_b_, loss_rng_;
+  Engine a_, b_;
+  ScriptedTcp stack_a_, stack_b_;
+  std::vector<std::vector<uint8_t>> wire_;
+  Time now_{};
+  int tick_ = 0;
+};
+
+void ExpectExact(Simulation& s) {
+  EXPECT_TRUE(s.stack_a().done());
+  EXPECT_TRUE(s.stack_b().done());
+  EXPECT_TRUE(s.stack_b().received() == s.stack_a().sent())
+      << "server got " << s.stack_b().received().size() << " of " << s.stack_a().sent().size();
+  EXPECT_TRUE(s.stack_a().received() == s.stack_b().sent())
+      << "client got " << s.stack_a().received().size() << " of " << s.stack_b().sent().size();
+  EXPECT_EQ(s.stack_a().paws(), 0);
+  EXPECT_EQ(s.stack_b().paws(), 0);
+  EXPECT_EQ(s.stack_a().rsts(), 0);
+  EXPECT_EQ(s.stack_b().rsts(), 0);
+}
+
+TEST(SubflowSimulation, MakeBeforeBreakHandoverMidTransfer) {
+  for (uint64_t seed : {1, 2, 3}) {
+    Simulation s(seed);
+    std::optional<uint64_t> id;
+    uint64_t eth_before = 0;
+    s.Run(20'000, [&](int tick) {
+      if (tick == 40) {
+        Actions act;
+        auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", {}, {}}, act);
+        ASSERT_TRUE(r.ok());
+        id = r.value();
+        EXPECT_EQ(act.forged.size(), 1u);  // the MP_JOIN SYN
+        s.Inject(act);
+      }
+      if (id && eth_before == 0 && s.a().HandoverStatusOf(*id)->state == HandoverState::kDone) {
+        eth_before = s.wire_bytes_eth;
+      }
+    });
+    SCOPED_TRACE(seed);
+    ExpectExact(s);
+    ASSERT_TRUE(id);
+    auto st = s.a().HandoverStatusOf(*id);
+    ASSERT_TRUE(st);
+    EXPECT_EQ(st->state, HandoverState::kDone);
+    EXPECT_EQ(st->moved, 1u);
+    EXPECT_EQ(s.a().counter(Counter::kJoinEstablished), 1u);
+    EXPECT_EQ(s.b().counter(Counter::kJoinEstablished), 1u);
+    EXPECT_EQ(s.b().counter(Counter::kMpPrioRx), 2u);
+    // Once the handover is done, new data goes on the new path; the old one only carries what
+    // was already in flight (one window of each side's at most).
+    EXPECT_GT(s.wire_bytes_wlan, 100'000u) << "eth " << eth_before << " -> " << s.wire_bytes_eth;
+    EXPECT_LE(s.wire_bytes_eth - eth_before, 16'000u);
+    EXPECT_EQ(s.a().counter(Counter::kNoMapping), 0u);
+    EXPECT_EQ(s.b().counter(Counter::kNoMapping), 0u);
+    EXPECT_EQ(s.a().counter(Counter::kMappingConflict), 0u);
+    EXPECT_EQ(s.b().counter(Counter::kMappingConflict), 0u);
+  }
+}
+
+TEST(SubflowSimulation, CloseAfterHandoverFreesBothEngines) {
+  for (uint64_t seed : {30, 31, 32}) {
+    for (HandoverMode mode : {HandoverMode::kMakeBeforeBreak, HandoverMode::kBreakBeforeMake}) {
+      Simulation s(seed);
+      s.loss_per_mille = seed == 30 ? 0 : 10;
+      s.stack_a().CloseWhenDone();
+      s.stack_b().CloseWhenDone();
+      std::optional<uint64_t> id;
+      s.Run(200'000, [&](int) {
+        bool a_up = false, b_up = false;
+        s.a().ForEachConnection([&](const Connection& c) {
+          a_up = c.state == ConnState::kEstablished && c.peer_dss_seen;
+        });
+        s.b().ForEachConnection(
+            [&](const Connection& c) { b_up = c.state == ConnState::kEstablished; });
+        if (!id && a_up && b_up && s.tick() >= 30) {
+          if (mode == HandoverMode::kBreakBeforeMake) s.eth_up = false;
+          Actions act;
+          auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", mode, {}}, act);
+          ASSERT_TRUE(r.ok());
+          id = r.value();
+          s.Inject(act);
+        }
+      });
+      SCOPED_TRACE(testing::Message() << "seed " << seed << " mode " << static_cast<int>(mode));
+      ExpectExact(s);
+      EXPECT_TRUE(s.stack_a().fin_rcvd());
+      EXPECT_TRUE(s.stack_b().fin_rcvd());
+      ASSERT_TRUE(id);
+      EXPECT_EQ(s.a().HandoverStatusOf(*id)->moved, 1u);
+      // Subflow FINs, their ACKs, the linger: then nothing is left on either side.
+      s.Run(
+          30'000, [](int) {}, /*until_done=*/false);
+      EXPECT_EQ(s.a().connection_count(), 0u);
+      EXPECT_EQ(s.b().connection_count(), 0u);
+      EXPECT_EQ(s.a().counter(Counter::kTimeoutIdle), 0u);
+      EXPECT_EQ(s.b().counter(Counter::kTimeoutIdle), 0u);
+      EXPECT_GE(s.a().counter(Counter::kSubflowFinTx),
+                mode == HandoverMode::kMakeBeforeBreak ? 2u : 1u);
+      EXPECT_EQ(s.stack_a().rsts() + s.stack_b().rsts(), 0);
+      if (seed == 30) {
+        // Without loss every subflow FIN is answered: no give-up.
+        EXPECT_EQ(s.a().counter(Counter::kTimeoutFin), 0u);
+        EXPECT_EQ(s.b().counter(Counter::kTimeoutFin), 0u);
+      }
+      if (getenv("SIM_DEBUG") != nullptr) {
+        std::printf("seed %d mode %d finTO %d/%d closed %d/%d sfin %d/%d\n", static_cast<int>(seed),
+                    static_cast<int>(mode), static_cast<int>(s.a().counter(Counter::kTimeoutFin)),
+                    static_cast<int>(s.b().counter(Counter::kTimeoutFin)),
+                    static_cast<int>(s.a().counter(Counter::kClosed)),
+                    static_cast<int>(s.b().counter(Counter::kClosed)),
+                    static_cast<int>(s.a().counter(Counter::kSubflowFinTx)),
+                    static_cast<int>(s.b().counter(Counter::kSubflowFinTx)));
+      }
+    }
+  }
+}
+
+TEST(SubflowSimulation, OldPathDiesDuringMakeBeforeBreak) {
+  // The user asked for make-before-break, but the old path dies as the handover starts: what was
+  // in flight there (and its MP_PRIO) is lost. Retransmissions leave the silent old subflow.
+  for (uint64_t seed : {40, 41, 42}) {
+    Simulation s(seed);
+    std::optional<uint64_t> id;
+    s.Run(200'000, [&](int tick) {
+      if (tick == 40) {
+        s.eth_up = false;
+        Actions act;
+        auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", {}, {}}, act);
+        ASSERT_TRUE(r.ok());
+        id = r.value();
+        s.Inject(act);
+      }
+    });
+    SCOPED_TRACE(seed);
+    ExpectExact(s);
+    ASSERT_TRUE(id);
+    EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+    EXPECT_GT(s.a().counter(Counter::kTxStaleSubflow), 0u);
+    EXPECT_GT(s.b().counter(Counter::kTxStaleSubflow), 0u);
+  }
+}
+
+TEST(SubflowSimulation, RepeatedBreakBeforeMakeHandovers) {
+  // Back and forth between the interfaces, the path left behind breaking each time: the state
+  // per connection stays bounded and the streams stay exact.
+  Simulation s(50, 3'000'000, 2'000'000);
+  std::optional<uint64_t> id;
+  int handovers = 0, last = 0;
+  size_t max_listed = 0;
+  s.Run(400'000, [&](int tick) {
+    if (s.a().connection_count() == 1) {
+      size_t n = 0;
+      s.a().ForEachConnection(
+          [&](const Connection& c) { s.a().ForEachSubflow(c, [&](const SubflowInfo&) { ++n; }); });
+      max_listed = std::max(max_listed, n);
+    }
+    const bool idle = !id || s.a().HandoverStatusOf(*id)->state != HandoverState::kInProgress;
+    if (idle && handovers < 8 && tick - last >= 60) {
+      const bool to_wlan = handovers % 2 == 0;
+      s.eth_up = !to_wlan;
+      s.wlan_up = to_wlan;
+      Actions act;
+      auto r = s.a().StartHandover(s.now(),
+                                   HandoverRequest{to_wlan ? "eth0" : "wlan0",
+                                                   to_wlan ? "wlan0" : "eth0",
+                                                   HandoverMode::kBreakBeforeMake,
+                                                   {}},
+                                   act);
+      ASSERT_TRUE(r.ok());
+      if (id) {
+        EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+      }
+      id = r.value();
+      s.Inject(act);
+      ++handovers;
+      last = tick;
+    }
+  });
+  ExpectExact(s);
+  EXPECT_EQ(handovers, 8);
+  EXPECT_LE(max_listed, 5u);  // initial + new + old + at most two closed ones kept
+  EXPECT_EQ(s.a().counter(Counter::kJoinEstablished), 8u);
+  EXPECT_EQ(s.b().counter(Counter::kJoinEstablished), 8u);
+}
+
+TEST(SubflowSimulation, HandoverUnderLoss) {
+  for (uint64_t seed = 6; seed < 26; ++seed) {
+    for (HandoverMode mode : {HandoverMode::kMakeBeforeBreak, HandoverMode::kBreakBeforeMake}) {
+      Simulation s(seed);
+      s.loss_per_mille = 20;
+      std::optional<uint64_t> id;
+      s.Run(200'000, [&](int tick) {
+        // (Both ends must have completed the MP_CAPABLE handshake: until the passive side has
+        // the client's key from the third ACK it cannot check a join, RFC 8684 §3.1/§3.2.)
+        bool established = false, b_established = false;
+        s.a().ForEachConnection([&](const Connection& c) {
+          established = c.state == ConnState::kEstablished && c.peer_dss_seen;
+        });
+        s.b().ForEachConnection(
+            [&](const Connection& c) { b_established = c.state == ConnState::kEstablished; });
+        established = established && b_established;
+        if (!id && established && tick >= 20 + static_cast<int>(seed)) {
+          if (mode == HandoverMode::kBreakBeforeMake) s.eth_up = false;
+          Actions act;
+          auto r = s.a().StartHandover(s.now(), HandoverRequest{"eth0", "wlan0", mode, {}}, act);
+          ASSERT_TRUE(r.ok());
+          id = r.value();
+          s.Inject(act);
+        }
+      });
+      SCOPED_TRACE(testing::Message() << "seed " << seed << " mode " << static_cast<int>(mode));
+      ExpectExact(s);
+      if (getenv("SIM_DEBUG") != nullptr) {
+        std::printf("seed %lu mode %d ticks %d rto %d/%d eth %lu wlan %lu moved %lu/%lu\n",
+                    static_cast<unsigned long>(seed), static_cast<int>(mode), s.tick(),
+                    s.stack_a().rtos(), s.stack_b().rtos(),
+                    static_cast<unsigned long>(s.wire_bytes_eth),
+                    static_cast<unsigned long>(s.wire_bytes_wlan),
+                    static_cast<unsigned long>(s.a().counter(Counter::kTxMovedSubflow)),
+                    static_cast<unsigned long>(s.b().counter(Counter::kTxMovedSubflow)));
+      }
+      ASSERT_TRUE(id);
+      EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+      EXPECT_EQ(s.a().HandoverStatusOf(*id)->moved, 1u);
+      EXPECT_GT(s.wire_bytes_wlan, 0u);
+      EXPECT_EQ(s.a().counter(Counter::kMappingConflict), 0u);
+      EXPECT_EQ(s.b().counter(Counter::kMappingConflict), 0u);
+    }
+  }
+}
+
+TEST(SubflowSimulation, BreakBeforeMakeHandoverMidTransfer) {
+  for (uint64_t seed : {4, 5}) {
+    Simulation s(seed);
+    std::optional<uint64_t> id;
+    s.Run(60'000, [&](int tick) {
+      if (tick == 40) {
+        s.eth_up = false;  // the old path breaks, then the handover is requested
+        Actions act;
+        auto r = s.a().StartHandover(
+            s.now(), HandoverRequest{"eth0", "wlan0", HandoverMode::kBreakBeforeMake, {}}, act);
+        ASSERT_TRUE(r.ok());
+        id = r.value();
+        ASSERT_EQ(act.forged.size(), 1u);
+        s.Inject(act);  // the MP_JOIN SYN leaves through the wire like any forged packet
+      }
+    });
+    SCOPED_TRACE(seed);
+    ExpectExact(s);
+    ASSERT_TRUE(id);
+    EXPECT_EQ(s.a().HandoverStatusOf(*id)->state, HandoverState::kDone);
+    EXPECT_EQ(s.b().counter(Counter::kRemoveAddrRx), 1u);
+    EXPECT_GT(s.a().counter(Counter::kTxMovedSubflow) + s.b().counter(Counter::kTxMovedSubflow),
+              0u);
+  }
+}
+
+}  // namespace
+}  // namespace mproxy::mptcp

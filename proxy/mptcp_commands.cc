@@ -226,6 +226,10 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
                       if (args.is_object() && args.contains("id")) {
                         const auto& v = args["id"];
                         if (v.is_number_unsigned()) id = v.get<uint64_t>();
+                        if (v.is_number_integer() && !v.is_number_unsigned() &&
+                            v.get<int64_t>() >= 0) {
+                          id = static_cast<uint64_t>(v.get<int64_t>());
+                        }
                         if (v.is_string()) {
                           const std::string s = v.get<std::string>();
                           uint64_t n = 0;

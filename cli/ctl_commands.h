@@ -59,5 +59,4 @@ std::vector<std::string> CommandWords(std::string_view name);
 Request MakeRequest(const CtlCommand& cmd, const std::vector<std::string>& values,
                     const nlohmann::json& options = nlohmann::json::object());
 
-
 }  // namespace mproxy::cli

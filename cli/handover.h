@@ -14,9 +14,9 @@
 namespace mproxy::cli {
 
 struct HandoverOutcome {
-  int exit_code = 0;     // kExit* of cli/ctl_commands.h
-  std::string message;   // one line for humans ("handover wlan0 -> eth1 done in 12 ms: ...")
-  nlohmann::json data;   // what -j prints: the last status plus from, to, took_ms
+  int exit_code = 0;    // kExit* of cli/ctl_commands.h
+  std::string message;  // one line for humans ("handover wlan0 -> eth1 done in 12 ms: ...")
+  nlohmann::json data;  // what -j prints: the last status plus from, to, took_ms
 };
 
 struct HandoverFollow {

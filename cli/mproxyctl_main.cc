@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
       const bool last = i + 1 == words.size();
       auto it = apps.find(path);
       if (it == apps.end()) {
-        CLI::App* a = parent->add_subcommand(words[i], last ? std::string(cmd.help)
-                                                            : words[i] + " commands");
+        CLI::App* a =
+            parent->add_subcommand(words[i], last ? std::string(cmd.help) : words[i] + " commands");
         if (!last) a->require_subcommand(1);
         it = apps.emplace(path, a).first;
       } else if (last) {
@@ -115,8 +115,8 @@ int main(int argc, char** argv) {
   Leaf* chosen = nullptr;
   for (Leaf& leaf : leaves) {
     // The deepest parsed command wins: "handover status" over "handover".
-    if (leaf.app->parsed() && (leaf.app->get_subcommands().empty() ||
-                               leaf.app->get_subcommands()[0] == nullptr)) {
+    if (leaf.app->parsed() &&
+        (leaf.app->get_subcommands().empty() || leaf.app->get_subcommands()[0] == nullptr)) {
       chosen = &leaf;
     }
   }

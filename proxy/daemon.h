@@ -38,15 +38,15 @@
 namespace mproxy::proxy {
 
 enum class DaemonCounter : size_t {
-  kEnginePackets,   // packets handed to the engine
-  kBypassedEngine,  // truncated or payload-less packets accepted without the engine (pitfall 3)
-  kForgedSent,      // forged packets sent
-  kForgedFailed,    // forged packets the raw sender could not send
-  kTimerFires,      // engine timer callbacks
-  kReceiveErrors,   // ReceiveBatch errors (the loop continues)
-  kFlushErrors,     // FlushVerdicts errors (the loop continues)
-  kInterfaceSyncs,  // interface/routing re-syncs after rtnetlink notifications
-  kInterfaceErrors, // re-syncs that failed (logged; retried at the next notification)
+  kEnginePackets,    // packets handed to the engine
+  kBypassedEngine,   // truncated or payload-less packets accepted without the engine (pitfall 3)
+  kForgedSent,       // forged packets sent
+  kForgedFailed,     // forged packets the raw sender could not send
+  kTimerFires,       // engine timer callbacks
+  kReceiveErrors,    // ReceiveBatch errors (the loop continues)
+  kFlushErrors,      // FlushVerdicts errors (the loop continues)
+  kInterfaceSyncs,   // interface/routing re-syncs after rtnetlink notifications
+  kInterfaceErrors,  // re-syncs that failed (logged; retried at the next notification)
   kCount
 };
 inline constexpr std::array<std::string_view, static_cast<size_t>(DaemonCounter::kCount)>

@@ -157,7 +157,8 @@ Result<void> InterfaceManager::Start() {
     return e;
   }
   if (stale_removed_ > 0) {
-    MPROXY_LOG(kInfo) << "removed " << stale_removed_ << " stale route(s)/rule(s) of an earlier run";
+    MPROXY_LOG(kInfo) << "removed " << stale_removed_
+                      << " stale route(s)/rule(s) of an earlier run";
   }
   routing_installed_ = true;  // from here on Stop() removes what we (partly) installed
   std::vector<rtnl::Route> all;
@@ -188,10 +189,10 @@ Result<bool> InterfaceManager::Resync() {
     const InterfaceState& now = (*states)[i];
     if (was.usable() != now.usable() || was.ifindex != now.ifindex) {
       MPROXY_LOG(kInfo) << "interface " << now.name << ": "
-                        << (now.ifindex == 0  ? "gone"
-                            : now.usable()    ? "up"
-                            : now.up          ? "no carrier"
-                                              : "down");
+                        << (now.ifindex == 0 ? "gone"
+                            : now.usable()   ? "up"
+                            : now.up         ? "no carrier"
+                                             : "down");
     }
   }
   states_ = std::move(states.value());
@@ -235,7 +236,10 @@ nlohmann::json InterfaceManager::StatusJson() const {
     nlohmann::json j = {
         {"name", s.name},
         {"ifindex", s.ifindex},
-        {"state", s.ifindex == 0 ? "missing" : s.usable() ? "up" : s.up ? "no-carrier" : "down"},
+        {"state", s.ifindex == 0 ? "missing"
+                  : s.usable()   ? "up"
+                  : s.up         ? "no-carrier"
+                                 : "down"},
         {"addresses", std::move(addrs)},
     };
     if (options_.policy_routing) {

@@ -164,9 +164,10 @@ int main(int argc, char** argv) {
                  "routing table of the i-th --interfaces entry is this + i (a range of 32 tables "
                  "that is ours: stale routes in it are removed at start)")
       ->capture_default_str();
-  app.add_option("--rule-priority-base", rule_priority,
-                 "ip rules of the i-th interface ('from <addr>' and 'fwmark') get priority this + i "
-                 "(ours: a rule in this range of 32 pointing at our tables is removed at start)")
+  app.add_option(
+         "--rule-priority-base", rule_priority,
+         "ip rules of the i-th interface ('from <addr>' and 'fwmark') get priority this + i "
+         "(ours: a rule in this range of 32 pointing at our tables is removed at start)")
       ->capture_default_str();
   app.add_option("--route-mark-mask", route_mark_mask,
                  "mark bits selecting an interface's table: the i-th interface has mark (i+1) "

@@ -37,7 +37,9 @@ class OwnedMptcpEngine final : public packet::Engine {
   [[nodiscard]] std::optional<packet::Time> NextTimeout() const override {
     return engine_.NextTimeout();
   }
-  void OnTimer(packet::Time now, packet::Actions& actions) override { engine_.OnTimer(now, actions); }
+  void OnTimer(packet::Time now, packet::Actions& actions) override {
+    engine_.OnTimer(now, actions);
+  }
   void ForEachCounter(const CounterVisitor& visit) const override { engine_.ForEachCounter(visit); }
   [[nodiscard]] const mptcp::Engine& engine() const { return engine_; }
   mptcp::Engine& engine() { return engine_; }
@@ -144,7 +146,8 @@ nlohmann::json HandoverStatusJson(const mptcp::HandoverStatus& s, packet::Time n
 }
 
 std::optional<uint32_t> ParseToken(std::string_view text) {
-  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) text.remove_prefix(2);
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X'))
+    text.remove_prefix(2);
   if (text.empty() || text.size() > 8) return std::nullopt;
   uint32_t v = 0;
   for (char ch : text) {
@@ -179,9 +182,8 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
         eng->ForEachConnection([&](const mptcp::Connection& c) {
           nlohmann::json j = ConnectionJson(c);
           nlohmann::json subflows = nlohmann::json::array();
-          eng->ForEachSubflow(c, [&](const mptcp::SubflowInfo& s) {
-            subflows.push_back(SubflowJson(s));
-          });
+          eng->ForEachSubflow(
+              c, [&](const mptcp::SubflowInfo& s) { subflows.push_back(SubflowJson(s)); });
           j["subflows"] = std::move(subflows);
           list.push_back(std::move(j));
         });
@@ -197,13 +199,14 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
         if (!from) return Fail(from.error());
         auto to = StringArg(args, "to");
         if (!to) return Fail(to.error());
-        if (*from == *to) return cli::Response::Fail("handover: from and to are the same interface");
+        if (*from == *to)
+          return cli::Response::Fail("handover: from and to are the same interface");
         auto brk = BoolArg(args, "break");
         if (!brk) return Fail(brk.error());
         req.from = *from;
         req.to = *to;
-        req.mode = *brk ? mptcp::HandoverMode::kBreakBeforeMake
-                        : mptcp::HandoverMode::kMakeBeforeBreak;
+        req.mode =
+            *brk ? mptcp::HandoverMode::kBreakBeforeMake : mptcp::HandoverMode::kMakeBeforeBreak;
         if (args.is_object() && args.contains("conn") && !args["conn"].is_null()) {
           auto token = TokenArg(args, "conn");
           if (!token) return Fail(token.error());
@@ -218,34 +221,34 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
         return cli::Response::Ok(nlohmann::json{{"id", *id}});
       });
 
-  registry.Register("handover status",
-                    "progress of a handover: args id; state, connections, moved, failed, "
-                    "elapsed_ms, error",
-                    [eng, ctx](const nlohmann::json& args) {
-                      std::optional<uint64_t> id;
-                      if (args.is_object() && args.contains("id")) {
-                        const auto& v = args["id"];
-                        if (v.is_number_unsigned()) id = v.get<uint64_t>();
-                        if (v.is_number_integer() && !v.is_number_unsigned() &&
-                            v.get<int64_t>() >= 0) {
-                          id = static_cast<uint64_t>(v.get<int64_t>());
-                        }
-                        if (v.is_string()) {
-                          const std::string s = v.get<std::string>();
-                          uint64_t n = 0;
-                          auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-                          if (ec == std::errc{} && p == s.data() + s.size()) id = n;
-                        }
-                      }
-                      if (!id) return cli::Response::Fail("missing or invalid argument 'id'");
-                      auto st = eng->HandoverStatusOf(*id);
-                      if (!st) {
-                        return cli::Response::Fail("no handover with id " + std::to_string(*id));
-                      }
-                      nlohmann::json j = HandoverStatusJson(*st, ctx->now());
-                      j["id"] = *id;
-                      return cli::Response::Ok(std::move(j));
-                    });
+  registry.Register(
+      "handover status",
+      "progress of a handover: args id; state, connections, moved, failed, "
+      "elapsed_ms, error",
+      [eng, ctx](const nlohmann::json& args) {
+        std::optional<uint64_t> id;
+        if (args.is_object() && args.contains("id")) {
+          const auto& v = args["id"];
+          if (v.is_number_unsigned()) id = v.get<uint64_t>();
+          if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() >= 0) {
+            id = static_cast<uint64_t>(v.get<int64_t>());
+          }
+          if (v.is_string()) {
+            const std::string s = v.get<std::string>();
+            uint64_t n = 0;
+            auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+            if (ec == std::errc{} && p == s.data() + s.size()) id = n;
+          }
+        }
+        if (!id) return cli::Response::Fail("missing or invalid argument 'id'");
+        auto st = eng->HandoverStatusOf(*id);
+        if (!st) {
+          return cli::Response::Fail("no handover with id " + std::to_string(*id));
+        }
+        nlohmann::json j = HandoverStatusJson(*st, ctx->now());
+        j["id"] = *id;
+        return cli::Response::Ok(std::move(j));
+      });
 
   const auto subflow = [eng, ctx](bool add) {
     return [eng, ctx, add](const nlohmann::json& args) {
@@ -267,7 +270,8 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
   registry.Register("subflow add",
                     "open a subflow of a connection from an interface: args conn, ifname, backup",
                     subflow(true));
-  registry.Register("subflow del", "close a connection's subflow on an interface: args conn, ifname",
+  registry.Register("subflow del",
+                    "close a connection's subflow on an interface: args conn, ifname",
                     subflow(false));
 }
 

@@ -59,13 +59,12 @@ uint32_t MarkOf(const RoutingConfig& c, size_t index) {
 
 Result<void> ValidateRouting(const RoutingConfig& c, size_t interfaces, uint32_t skip_mark) {
   if (interfaces > kMaxManagedInterfaces) {
-    return MakeError("at most " + std::to_string(kMaxManagedInterfaces) + " interfaces",
-                     EINVAL);
+    return MakeError("at most " + std::to_string(kMaxManagedInterfaces) + " interfaces", EINVAL);
   }
   if (c.table_base == 0 || c.table_base > UINT32_MAX - kMaxManagedInterfaces ||
       (c.table_base <= RT_TABLE_LOCAL && c.table_base + kMaxManagedInterfaces > RT_TABLE_COMPAT)) {
-    return MakeError("route table base " + std::to_string(c.table_base) +
-                         ": the range of " + std::to_string(kMaxManagedInterfaces) +
+    return MakeError("route table base " + std::to_string(c.table_base) + ": the range of " +
+                         std::to_string(kMaxManagedInterfaces) +
                          " tables must avoid 0 and the kernel's 252-255",
                      EINVAL);
   }

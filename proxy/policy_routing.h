@@ -42,9 +42,9 @@ struct RoutingConfig {
 // What the kernel told us about one named interface.
 struct InterfaceState {
   std::string name;
-  uint32_t ifindex = 0;  // 0: no such interface (yet)
-  bool up = false;       // IFF_UP
-  bool carrier = false;  // IFF_LOWER_UP
+  uint32_t ifindex = 0;               // 0: no such interface (yet)
+  bool up = false;                    // IFF_UP
+  bool carrier = false;               // IFF_LOWER_UP
   std::vector<rtnl::Addr> addresses;  // every address of the interface, as dumped
   [[nodiscard]] bool usable() const { return ifindex != 0 && up && carrier; }
   // The addresses subflows may use: global scope, not tentative or failed DAD; deprecated ones

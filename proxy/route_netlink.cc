@@ -34,8 +34,8 @@ Result<std::unique_ptr<MnlRouteNetlink>> MnlRouteNetlink::Open() {
   }
   s->mon_ = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC | SOCK_NONBLOCK);
   if (s->mon_ == nullptr) return SysError("opening the rtnetlink monitor socket");
-  const unsigned groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR |
-                          RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+  const unsigned groups =
+      RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
   if (mnl_socket_bind(s->mon_, groups, MNL_SOCKET_AUTOPID) < 0) {
     return SysError("subscribing to rtnetlink link/address/route notifications");
   }
@@ -84,7 +84,8 @@ Result<void> MnlRouteNetlink::Exchange(const std::vector<uint8_t>& request, bool
       if (errno == EINTR) continue;
       return SysError("rtnetlink receive");
     }
-    for (packet::Bytes m : rtnl::SplitMessages(packet::Bytes(buf_.data(), static_cast<size_t>(len)))) {
+    for (packet::Bytes m :
+         rtnl::SplitMessages(packet::Bytes(buf_.data(), static_cast<size_t>(len)))) {
       nlmsghdr mh;
       std::memcpy(&mh, m.data(), sizeof(mh));
       // Answers to an earlier request that timed out are skipped, never taken for ours.

@@ -119,10 +119,18 @@ std::vector<uint8_t> BuildDumpRequest(uint16_t type, uint8_t family, uint32_t se
   // Every RTM_GET* dump starts with a one-byte family; the kernel reads the header its type
   // implies, so each gets its own zeroed header.
   switch (type) {
-    case RTM_GETLINK: b.Header<ifinfomsg>()->ifi_family = family; break;
-    case RTM_GETADDR: b.Header<ifaddrmsg>()->ifa_family = family; break;
-    case RTM_GETRULE: b.Header<fib_rule_hdr>()->family = family; break;
-    default: b.Header<rtmsg>()->rtm_family = family; break;
+    case RTM_GETLINK:
+      b.Header<ifinfomsg>()->ifi_family = family;
+      break;
+    case RTM_GETADDR:
+      b.Header<ifaddrmsg>()->ifa_family = family;
+      break;
+    case RTM_GETRULE:
+      b.Header<fib_rule_hdr>()->family = family;
+      break;
+    default:
+      b.Header<rtmsg>()->rtm_family = family;
+      break;
   }
   return b.Finish();
 }
@@ -211,8 +219,8 @@ std::optional<Addr> ParseAddr(packet::Bytes msg) {
   if (!t) return std::nullopt;
   ifaddrmsg ifa;
   std::memcpy(&ifa, mnl_nlmsg_get_payload(a.nlh), sizeof(ifa));
-  auto addr = Address(t->tb[IFA_LOCAL] != nullptr ? t->tb[IFA_LOCAL] : t->tb[IFA_ADDRESS],
-                      ifa.ifa_family);
+  auto addr =
+      Address(t->tb[IFA_LOCAL] != nullptr ? t->tb[IFA_LOCAL] : t->tb[IFA_ADDRESS], ifa.ifa_family);
   if (!addr) return std::nullopt;
   Addr out;
   out.ifindex = ifa.ifa_index;

@@ -21,7 +21,7 @@ namespace mproxy::proxy::rtnl {
 struct Link {
   uint32_t ifindex = 0;
   std::string name;
-  uint32_t flags = 0;  // IFF_*
+  uint32_t flags = 0;                  // IFF_*
   [[nodiscard]] bool up() const;       // IFF_UP: administratively up
   [[nodiscard]] bool carrier() const;  // IFF_LOWER_UP: the link has carrier
   friend bool operator==(const Link&, const Link&) = default;
@@ -42,7 +42,7 @@ struct Addr {
 // object have oif 0 and are never copied).
 struct Route {
   packet::IpFamily family = packet::IpFamily::kV4;
-  uint32_t table = 0;  // RTA_TABLE (falls back to rtm_table)
+  uint32_t table = 0;                    // RTA_TABLE (falls back to rtm_table)
   std::optional<packet::IpAddress> dst;  // none: the default route (dst_len 0)
   uint8_t dst_len = 0;
   std::optional<packet::IpAddress> gateway;

@@ -61,13 +61,13 @@ TEST(CtlCommands, HandoverAndSubflowRows) {
 
 TEST(CtlCommands, MakeRequestAddsOptionsButNotClientOnlyOnes) {
   const CtlCommand& h = *FindCtlCommand("handover");
-  const Request r = MakeRequest(h, {"wlan0", "eth1"},
-                                {{"break", true}, {"conn", "1a2b3c4d"}, {"timeout", "3"}});
+  const Request r =
+      MakeRequest(h, {"wlan0", "eth1"}, {{"break", true}, {"conn", "1a2b3c4d"}, {"timeout", "3"}});
   EXPECT_EQ(r.command, "handover");
-  EXPECT_EQ(r.args, (nlohmann::json{{"from", "wlan0"}, {"to", "eth1"}, {"break", true},
-                                    {"conn", "1a2b3c4d"}}));
-  const Request s = MakeRequest(*FindCtlCommand("subflow add"), {"eth1"},
-                                {{"conn", "ab"}, {"backup", false}});
+  EXPECT_EQ(r.args, (nlohmann::json{
+                        {"from", "wlan0"}, {"to", "eth1"}, {"break", true}, {"conn", "1a2b3c4d"}}));
+  const Request s =
+      MakeRequest(*FindCtlCommand("subflow add"), {"eth1"}, {{"conn", "ab"}, {"backup", false}});
   EXPECT_EQ(s.command, "subflow add");
   EXPECT_EQ(s.args, (nlohmann::json{{"ifname", "eth1"}, {"conn", "ab"}, {"backup", false}}));
 }
@@ -80,8 +80,8 @@ TEST(CtlCommands, ExitCodes) {
   EXPECT_EQ(ExitCodeFor(MakeError("x", EPROTO)), kExitDaemonError);
   EXPECT_EQ(ExitCodeFor(MakeError("x", ENAMETOOLONG)), kExitUsage);
   // Distinct codes: scripts tell the cases apart.
-  std::set<int> codes{kExitOk,        kExitDaemonError, kExitUsage,  kExitNotRunning,
-                      kExitPermission, kExitIncomplete, kExitTimeout};
+  std::set<int> codes{kExitOk,         kExitDaemonError, kExitUsage,  kExitNotRunning,
+                      kExitPermission, kExitIncomplete,  kExitTimeout};
   EXPECT_EQ(codes.size(), 7u);
 }
 

@@ -44,8 +44,12 @@ Request Start() {
 
 Response Status(const char* state, int conns, int moved, int failed, int ms,
                 const char* error = nullptr) {
-  nlohmann::json j = {{"id", 7},          {"state", state},   {"connections", conns},
-                      {"moved", moved},   {"failed", failed}, {"elapsed_ms", ms},
+  nlohmann::json j = {{"id", 7},
+                      {"state", state},
+                      {"connections", conns},
+                      {"moved", moved},
+                      {"failed", failed},
+                      {"elapsed_ms", ms},
                       {"error", error ? nlohmann::json(error) : nlohmann::json(nullptr)}};
   return Response::Ok(j);
 }

@@ -63,12 +63,12 @@ namespace mproxy::cli {
 namespace {
 
 TEST(Output, NestedArraysOfObjectsGoBelowTheirElement) {
-  nlohmann::json j = {
-      {"connections",
-       {{{"local", "198.18.1.2:4000"},
-         {"state", "established"},
-         {"subflows",
-          {{{"interface", "wlan0"}, {"active", false}}, {{"interface", "eth1"}, {"active", true}}}}}}}};
+  nlohmann::json j = {{"connections",
+                       {{{"local", "198.18.1.2:4000"},
+                         {"state", "established"},
+                         {"subflows",
+                          {{{"interface", "wlan0"}, {"active", false}},
+                           {{"interface", "eth1"}, {"active", true}}}}}}}};
   std::ostringstream s;
   Print(s, j, {});
   EXPECT_EQ(s.str(),

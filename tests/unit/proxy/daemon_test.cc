@@ -418,9 +418,8 @@ std::unique_ptr<InterfaceManager> Interfaces(FakeKernel& k, std::vector<std::str
 }
 
 size_t OurRules(const FakeKernel& k) {
-  return static_cast<size_t>(std::count_if(k.rules.begin(), k.rules.end(), [](const auto& r) {
-    return IsOurRule(RoutingConfig{}, r);
-  }));
+  return static_cast<size_t>(std::count_if(
+      k.rules.begin(), k.rules.end(), [](const auto& r) { return IsOurRule(RoutingConfig{}, r); }));
 }
 
 TEST_F(DaemonTest, EngineContextEmitsForgedPacketsAndRearmsTheTimer) {
@@ -528,7 +527,8 @@ class MptcpCommandsTest : public ::testing::Test {
 TEST_F(MptcpCommandsTest, RegistersItsCommandsAndTheInterfaceHook) {
   std::set<std::string> names;
   for (const auto& [n, h] : registry_.List()) names.insert(n);
-  for (const char* want : {"conn show", "handover", "handover status", "subflow add", "subflow del"}) {
+  for (const char* want :
+       {"conn show", "handover", "handover status", "subflow add", "subflow del"}) {
     EXPECT_TRUE(names.count(want)) << want;
   }
   ASSERT_TRUE(context_.set_interfaces);
@@ -547,14 +547,17 @@ TEST_F(MptcpCommandsTest, HandoverReachesTheEngineAndEmits) {
 
 TEST_F(MptcpCommandsTest, HandoverArgumentsAreChecked) {
   EXPECT_EQ(Run("handover", {{"to", "eth1"}}).error, "missing or empty argument 'from'");
-  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", 3}}).error, "missing or empty argument 'to'");
+  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", 3}}).error,
+            "missing or empty argument 'to'");
   EXPECT_EQ(Run("handover", {{"from", "eth1"}, {"to", "eth1"}}).error,
             "handover: from and to are the same interface");
   EXPECT_EQ(Run("handover", {{"from", "a"}, {"to", "b"}, {"break", "maybe"}}).error,
             "argument 'break' must be true or false");
-  EXPECT_NE(Run("handover", {{"from", "a"}, {"to", "b"}, {"conn", "xyz"}}).error.find("not a connection token"),
+  EXPECT_NE(Run("handover", {{"from", "a"}, {"to", "b"}, {"conn", "xyz"}})
+                .error.find("not a connection token"),
             std::string::npos);
-  EXPECT_NE(Run("handover", {{"from", "a"}, {"to", "b"}, {"conn", "123456789"}}).error.find("not a connection token"),
+  EXPECT_NE(Run("handover", {{"from", "a"}, {"to", "b"}, {"conn", "123456789"}})
+                .error.find("not a connection token"),
             std::string::npos);
   EXPECT_EQ(emits_, 0);  // refused before reaching the engine
 }

@@ -45,9 +45,7 @@ class FakeRouteNetlink final : public RouteNetlink {
     if (k_.dump_error != 0) return MakeError("dump refused", k_.dump_error);
     std::vector<std::vector<uint8_t>> out;
     const uint8_t family = req.size() > 16 ? req[16] : 0;
-    const auto want = [&](packet::IpFamily f) {
-      return family == 0 || family == rtnl::AfOf(f);
-    };
+    const auto want = [&](packet::IpFamily f) { return family == 0 || family == rtnl::AfOf(f); };
     switch (rtnl::MessageType(req)) {
       case RTM_GETLINK:
         for (const auto& l : k_.links) out.push_back(rtnl::BuildLinkMessage(l, 0));

@@ -40,7 +40,8 @@ TEST_F(InterfaceManagerTest, StartLearnsInterfacesAndInstallsRouting) {
   ASSERT_EQ(li.size(), 2u);
   EXPECT_EQ(li[0].name, "wlan0");
   EXPECT_EQ(li[0].ifindex, 2u);
-  EXPECT_EQ(li[0].addresses, (std::vector<packet::IpAddress>{Ip("198.18.1.2"), Ip("2001:db8:1::2")}));
+  EXPECT_EQ(li[0].addresses,
+            (std::vector<packet::IpAddress>{Ip("198.18.1.2"), Ip("2001:db8:1::2")}));
   EXPECT_EQ(li[1].name, "eth1");
   EXPECT_EQ(li[1].ifindex, 3u);
   EXPECT_EQ(OurRules(), 8u);

@@ -35,7 +35,8 @@ const char* kAddr4 =
 // RTM_NEWADDR 2001:db8:2::2/64 dev eth1 (permanent, nodad).
 const char* kAddr6 =
     "480000001400020001000000fa5100000a408200030000001400010020010db80002000000000000"
-    "000000021400060" "0ffffffffffffffff6e1e01006e1e01000800080082000000";
+    "000000021400060"
+    "0ffffffffffffffff6e1e01006e1e01000800080082000000";
 // RTM_NEWADDR fe80::.../64 scope link.
 const char* kAddr6LinkLocal =
     "500000001400020001000000fa5100000a40c0fd0200000014000100fe800000000000006cf3fbff"
@@ -177,9 +178,9 @@ TEST(Rtnetlink, BuildsRuleRequestGolden) {
   EXPECT_EQ(BuildRuleRequest(Op::kAdd, r, 7),
             Hex("34000000 2000 0506 07000000 00000000"  // NEWRULE, REQUEST|ACK|EXCL|CREATE
                 "02 00 20 00 00 00 00 01 00000000"      // AF_INET, src_len 32, table 0, TO_TBL
-                "0800 0600 514d0000"                     // FRA_PRIORITY 19793
-                "0800 0f00 514d0000"                     // FRA_TABLE 19793
-                "0800 0200 c6120202"));                  // FRA_SRC 198.18.2.2
+                "0800 0600 514d0000"                    // FRA_PRIORITY 19793
+                "0800 0f00 514d0000"                    // FRA_TABLE 19793
+                "0800 0200 c6120202"));                 // FRA_SRC 198.18.2.2
   // What we build is what the kernel reports back for the same rule (selector-wise).
   auto back = ParseRule(BuildRuleRequest(Op::kAdd, r, 7));
   ASSERT_TRUE(back);
@@ -195,7 +196,7 @@ TEST(Rtnetlink, BuildsRuleRequestGolden) {
                 "02 00 00 00 00 00 00 01 00000000"
                 "0800 0600 514d0000"
                 "0800 0f00 514d0000"
-                "0800 0a00 00000200"    // FRA_FWMARK
+                "0800 0a00 00000200"     // FRA_FWMARK
                 "0800 1000 0000ff00"));  // FRA_FWMASK
   EXPECT_EQ(*ParseRule(BuildRuleRequest(Op::kDel, m, 8)), *ParseRule(Hex(kRule4Mark)));
 }
@@ -209,9 +210,9 @@ TEST(Rtnetlink, BuildsRouteRequestGolden) {
   EXPECT_EQ(BuildRouteRequest(Op::kAdd, r, 9),
             Hex("34000000 1800 0506 09000000 00000000"  // NEWROUTE, REQUEST|ACK|EXCL|CREATE
                 "02 00 00 00 00 04 00 01 00000000"      // AF_INET, table 0, static, universe
-                "0800 0f00 514d0000"                     // RTA_TABLE
-                "0800 0500 c6120201"                     // RTA_GATEWAY
-                "0800 0400 03000000"));                  // RTA_OIF
+                "0800 0f00 514d0000"                    // RTA_TABLE
+                "0800 0500 c6120201"                    // RTA_GATEWAY
+                "0800 0400 03000000"));                 // RTA_OIF
   Route c;
   c.family = packet::IpFamily::kV6;
   c.table = 19793;
@@ -267,9 +268,11 @@ TEST(Rtnetlink, SplitAndStatus) {
   EXPECT_TRUE(SplitMessages(broken).empty());
 
   // NLMSG_ERROR with -EEXIST (17), then an ACK (error 0), then NLMSG_DONE.
-  const auto err = Hex("24000000 0200 0001 05000000 00000000 efffffff 00000000000000000000000000000000");
+  const auto err =
+      Hex("24000000 0200 0001 05000000 00000000 efffffff 00000000000000000000000000000000");
   EXPECT_EQ(StatusOf(err).error, 17);
-  const auto ack = Hex("24000000 0200 0001 05000000 00000000 00000000 00000000000000000000000000000000");
+  const auto ack =
+      Hex("24000000 0200 0001 05000000 00000000 00000000 00000000000000000000000000000000");
   EXPECT_EQ(StatusOf(ack).error, 0);
   const auto done = Hex("14000000 0300 0200 05000000 00000000 00000000");
   EXPECT_TRUE(StatusOf(done).done);

@@ -22,6 +22,15 @@ bool SameAddresses(const std::vector<mptcp::LocalInterface>& a,
   return true;
 }
 
+std::string DescribeDiff(const RoutingDiff& d) {
+  std::string s;
+  for (const auto& r : d.del_rules) s += " -[" + Describe(r) + "]";
+  for (const auto& r : d.del_routes) s += " -[" + Describe(r) + "]";
+  for (const auto& r : d.add_routes) s += " +[" + Describe(r) + "]";
+  for (const auto& r : d.add_rules) s += " +[" + Describe(r) + "]";
+  return s;
+}
+
 std::vector<packet::IpFamily> Families(const RoutingConfig& c) {
   std::vector<packet::IpFamily> f;
   if (c.ipv4) f.push_back(packet::IpFamily::kV4);
@@ -201,9 +210,17 @@ Result<bool> InterfaceManager::Resync() {
     RoutingPlan ours;
     if (auto r = DumpRouting(all, ours); !r) return r.error();
     const RoutingDiff diff = DiffRouting(PlanRouting(options_.routing, states_, all), ours);
-    if (!diff.empty()) {
-      MPROXY_LOG(kDebug) << "policy routing: -" << diff.del_rules.size() + diff.del_routes.size()
-                         << " +" << diff.add_routes.size() + diff.add_rules.size();
+    const std::string text = DescribeDiff(diff);
+    if (diff.empty()) {
+      last_applied_.clear();
+    } else if (text == last_applied_) {
+      static RateLimited limit(std::chrono::seconds(10));
+      if (limit.Allow())
+        MPROXY_LOG(kWarn) << "policy routing: the kernel did not converge on" << text
+                          << "; not applying it again until something else changes";
+    } else {
+      MPROXY_LOG(kDebug) << "policy routing:" << text;
+      last_applied_ = text;
       if (auto r = Apply(diff, false); !r) return r.error();
     }
   }

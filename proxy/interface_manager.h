@@ -66,6 +66,10 @@ class InterfaceManager {
   uint32_t seq_ = 0;
   int stale_removed_ = 0;
   bool routing_installed_ = false;
+  // The difference applied by the previous re-sync. Our own changes come back as notifications
+  // and trigger another re-sync; if the kernel stored a route differently from how we compare it,
+  // the same difference would be applied forever, so an identical consecutive one is skipped.
+  std::string last_applied_;
 };
 
 }  // namespace mproxy::proxy

@@ -29,6 +29,8 @@ class FakeKernel {
   std::vector<std::string> log;  // "add rule ...", "del route ..."
   int fail_adds_with = 0;        // errno for every add request (0: accept)
   int dump_error = 0;            // errno for every dump
+  uint32_t metric_skew = 0;      // added to the metric of every route stored (a kernel that
+                                 // stores routes differently from how they were asked for)
 
   UniqueFd efd{eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
   void Notify() {
@@ -87,6 +89,7 @@ class FakeRouteNetlink final : public RouteNetlink {
       if (type == RTM_NEWROUTE) {
         if (k_.fail_adds_with != 0) return MakeError("refused", k_.fail_adds_with);
         if (it != k_.routes.end()) return MakeError("File exists", EEXIST);
+        r->priority += k_.metric_skew;
         k_.routes.push_back(*r);
         k_.log.push_back("add " + Describe(*r));
       } else {

@@ -180,6 +180,26 @@ TEST_F(InterfaceManagerTest, AddressAndRouteChangesAreFollowed) {
   EXPECT_FALSE(*changed);
 }
 
+TEST_F(InterfaceManagerTest, ADifferenceTheKernelNeverConvergesOnIsNotAppliedForever) {
+  auto m = Make({"eth1"});
+  ASSERT_TRUE(m->Start().ok());
+  kernel_.metric_skew = 1;  // from now on every copy is stored with another metric
+  const size_t before = kernel_.log.size();
+  kernel_.routes[1].priority = 250;  // eth1's main default route changes: a new copy is due
+  kernel_.Notify();
+  ASSERT_TRUE(m->Refresh().ok());
+  const size_t first = kernel_.log.size() - before;
+  EXPECT_EQ(first, 2u);  // delete the old copy, add the new one (stored with metric 251)
+  for (int i = 0; i < 5; ++i) {
+    kernel_.Notify();  // our own changes come back as notifications
+    ASSERT_TRUE(m->Refresh().ok());
+  }
+  // The kernel's answer (metric 251 instead of 250) gives a second difference, applied once;
+  // when it comes back unchanged it is not applied again.
+  EXPECT_EQ(kernel_.log.size() - before, 2 * first);
+  EXPECT_EQ(OurRules(), 4u);  // the rules were never disturbed
+}
+
 TEST_F(InterfaceManagerTest, FailedInstallIsAnErrorAndStopCleansUp) {
   kernel_.fail_adds_with = ENETUNREACH;
   auto m = Make();

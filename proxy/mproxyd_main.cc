@@ -2,6 +2,7 @@
 // (rules removed, queue drained) on SIGTERM or SIGINT.
 //
 //   mproxyd --engine passthrough --ports 5201,8080 --queue-num 0
+//   mproxyd --engine mptcp --ports 5201 --interfaces wlan0,eth1   # subflows + policy routing
 //
 // Exit codes: 0 clean stop, 1 startup or runtime failure (the message says which step), 2 usage.
 #include <unistd.h>

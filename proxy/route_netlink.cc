@@ -14,7 +14,7 @@ namespace mproxy::proxy {
 namespace {
 
 // Large enough for one dump datagram (the kernel fills up to ~32 KiB, more with big pages).
-constexpr size_t kRecvBuffer = 64 * 1024;
+constexpr size_t kRecvBuffer = size_t{64} * 1024;
 
 }  // namespace
 

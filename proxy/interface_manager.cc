@@ -80,6 +80,13 @@ Result<void> InterfaceManager::DumpRouting(std::vector<rtnl::Route>& all_routes,
                                            RoutingPlan& ours) {
   for (packet::IpFamily f : Families(options_.routing)) {
     auto routes = netlink_->Dump(rtnl::BuildDumpRequest(RTM_GETROUTE, rtnl::AfOf(f), ++seq_));
+    // A kernel booted with ipv6.disable=1 has no IPv6 routing at all: nothing of ours can be
+    // there and nothing can be installed, which is not an error.
+    if (!routes && routes.error().code == EAFNOSUPPORT && f == packet::IpFamily::kV6) {
+      MPROXY_LOG(kWarn) << "IPv6 is disabled in this kernel: IPv4 policy routing only";
+      options_.routing.ipv6 = false;
+      continue;
+    }
     if (!routes) return routes.error();
     for (const auto& m : *routes) {
       auto r = rtnl::ParseRoute(m);

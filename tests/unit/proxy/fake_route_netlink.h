@@ -29,6 +29,7 @@ class FakeKernel {
   std::vector<std::string> log;  // "add rule ...", "del route ..."
   int fail_adds_with = 0;        // errno for every add request (0: accept)
   int dump_error = 0;            // errno for every dump
+  bool no_ipv6 = false;          // IPv6 route/rule dumps and requests fail with EAFNOSUPPORT
   uint32_t metric_skew = 0;      // added to the metric of every route stored (a kernel that
                                  // stores routes differently from how they were asked for)
 
@@ -47,6 +48,10 @@ class FakeRouteNetlink final : public RouteNetlink {
     if (k_.dump_error != 0) return MakeError("dump refused", k_.dump_error);
     std::vector<std::vector<uint8_t>> out;
     const uint8_t family = req.size() > 16 ? req[16] : 0;
+    const uint16_t t = rtnl::MessageType(req);
+    if (k_.no_ipv6 && family == AF_INET6 && (t == RTM_GETROUTE || t == RTM_GETRULE)) {
+      return MakeError("Address family not supported by protocol", EAFNOSUPPORT);
+    }
     const auto want = [&](packet::IpFamily f) { return family == 0 || family == rtnl::AfOf(f); };
     switch (rtnl::MessageType(req)) {
       case RTM_GETLINK:
@@ -78,6 +83,9 @@ class FakeRouteNetlink final : public RouteNetlink {
 
   Result<void> Change(const std::vector<uint8_t>& req) override {
     const uint16_t type = rtnl::MessageType(req);
+    if (k_.no_ipv6 && req.size() > 16 && req[16] == AF_INET6) {
+      return MakeError("Address family not supported by protocol", EAFNOSUPPORT);
+    }
     if (type == RTM_NEWROUTE || type == RTM_DELROUTE) {
       auto r = rtnl::ParseRoute(req);
       if (!r) return MakeError("fake: bad route", EINVAL);

@@ -221,6 +221,17 @@ TEST_F(InterfaceManagerTest, WithoutPolicyRoutingNothingIsInstalled) {
   ASSERT_TRUE(m->Stop().ok());
 }
 
+TEST_F(InterfaceManagerTest, KernelWithoutIpv6GetsIpv4RoutingOnly) {
+  kernel_.no_ipv6 = true;
+  auto m = Make();
+  ASSERT_TRUE(m->Start().ok());
+  EXPECT_EQ(OurRules(), 4u);
+  for (const auto& r : kernel_.rules)
+    EXPECT_TRUE(r.family == packet::IpFamily::kV4 || !IsOurRule({}, r));
+  ASSERT_TRUE(m->Stop().ok());
+  EXPECT_EQ(OurRules() + OurRoutes(), 0u);
+}
+
 TEST_F(InterfaceManagerTest, DumpFailureAtStartIsReported) {
   kernel_.dump_error = EPERM;
   auto m = Make();

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -172,8 +174,30 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
   if (owned == nullptr) return;
   mptcp::Engine* eng = &owned->engine();
   EngineContext* ctx = &context;
-  context.set_interfaces = [eng](std::vector<mptcp::LocalInterface> interfaces) {
+  // The daemon's view of the managed interfaces, kept here too so a request naming an interface
+  // that cannot carry a subflow gets a message that says why (down, unknown, not managed) instead
+  // of the engine's generic refusal.
+  auto known = std::make_shared<std::optional<std::vector<mptcp::LocalInterface>>>();
+  context.set_interfaces = [eng, known](std::vector<mptcp::LocalInterface> interfaces) {
+    *known = interfaces;
     eng->SetInterfaces(std::move(interfaces));
+  };
+  const auto usable = [known](const std::string& what, const std::string& name) -> Result<void> {
+    if (!known->has_value()) {
+      return MakeError(what + ": no managed interfaces (start mproxyd with --interfaces)", EINVAL);
+    }
+    for (const mptcp::LocalInterface& i : **known) {
+      if (i.name != name) continue;
+      if (i.ifindex == 0) return MakeError(what + ": interface " + name + " is gone", ENODEV);
+      if (i.addresses.empty()) {
+        return MakeError(what + ": interface " + name +
+                             " has no usable address (down, no carrier or no global address)",
+                         ENETDOWN);
+      }
+      return {};
+    }
+    return MakeError(what + ": " + name + " is not a managed interface (mproxyd --interfaces)",
+                     EINVAL);
   };
 
   registry.Register(
@@ -193,14 +217,15 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
   registry.Register(
       "handover",
       "move connections from one interface to another: args from, to, break (bool), conn (token)",
-      [eng, ctx](const nlohmann::json& args) {
+      [eng, ctx, usable](const nlohmann::json& args) {
         mptcp::HandoverRequest req;
         auto from = StringArg(args, "from");
         if (!from) return Fail(from.error());
         auto to = StringArg(args, "to");
         if (!to) return Fail(to.error());
-        if (*from == *to)
+        if (*from == *to) {
           return cli::Response::Fail("handover: from and to are the same interface");
+        }
         auto brk = BoolArg(args, "break");
         if (!brk) return Fail(brk.error());
         req.from = *from;
@@ -212,6 +237,8 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
           if (!token) return Fail(token.error());
           req.token = *token;
         }
+        // `from` may well be down (break-before-make is for exactly that); `to` must work.
+        if (auto ok = usable("handover", *to); !ok) return Fail(ok.error());
         packet::Actions actions;
         auto id = eng->StartHandover(ctx->now(), req, actions);
         // Whatever the engine forged goes out even when it then refused (it never should, but a
@@ -250,14 +277,18 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
         return cli::Response::Ok(std::move(j));
       });
 
-  const auto subflow = [eng, ctx](bool add) {
-    return [eng, ctx, add](const nlohmann::json& args) {
+  const auto subflow = [eng, ctx, usable](bool add) {
+    return [eng, ctx, add, usable](const nlohmann::json& args) {
       auto token = TokenArg(args, "conn");
       if (!token) return Fail(token.error());
       auto ifname = StringArg(args, "ifname");
       if (!ifname) return Fail(ifname.error());
       auto backup = BoolArg(args, "backup");
       if (!backup) return Fail(backup.error());
+      // Closing a subflow on an interface that went away is legitimate; opening one is not.
+      if (add) {
+        if (auto ok = usable("subflow add", *ifname); !ok) return Fail(ok.error());
+      }
       packet::Actions actions;
       auto r = add ? eng->AddSubflow(ctx->now(), *token, *ifname, *backup, actions)
                    : eng->RemoveSubflow(ctx->now(), *token, *ifname, actions);

@@ -512,6 +512,10 @@ class MptcpCommandsTest : public ::testing::Test {
       a.Clear();
     };
     RegisterMptcpCommands(*engine_, registry_, context_);
+    // What the daemon hands over at start: two usable interfaces and one that is down.
+    context_.set_interfaces({{"wlan0", 2, {Ip("198.18.1.2")}},
+                             {"eth1", 3, {Ip("198.18.2.2"), Ip("2001:db8:2::2")}},
+                             {"usb0", 4, {}}});
   }
   cli::Response Run(const std::string& cmd, nlohmann::json args = nlohmann::json::object()) {
     return registry_.Dispatch({cmd, std::move(args)});
@@ -560,6 +564,39 @@ TEST_F(MptcpCommandsTest, HandoverArgumentsAreChecked) {
                 .error.find("not a connection token"),
             std::string::npos);
   EXPECT_EQ(emits_, 0);  // refused before reaching the engine
+}
+
+TEST_F(MptcpCommandsTest, TargetInterfaceMustBeManagedAndUsable) {
+  EXPECT_EQ(
+      Run("handover", {{"from", "wlan0"}, {"to", "usb0"}}).error,
+      "handover: interface usb0 has no usable address (down, no carrier or no global address)");
+  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", "wwan0"}}).error,
+            "handover: wwan0 is not a managed interface (mproxyd --interfaces)");
+  EXPECT_EQ(Run("subflow add", {{"conn", "ab"}, {"ifname", "usb0"}}).error,
+            "subflow add: interface usb0 has no usable address (down, no carrier or no global "
+            "address)");
+  EXPECT_EQ(emits_, 0);
+  // Leaving a down interface is what break-before-make is for; closing a subflow there too.
+  EXPECT_EQ(Run("handover", {{"from", "usb0"}, {"to", "eth1"}, {"break", true}}).error,
+            "handover: subflows are not implemented yet");
+  EXPECT_EQ(Run("subflow del", {{"conn", "ab"}, {"ifname", "usb0"}}).error,
+            "subflow del: subflows are not implemented yet");
+  // An interface that disappeared.
+  context_.set_interfaces({{"eth1", 0, {}}});
+  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", "eth1"}}).error,
+            "handover: interface eth1 is gone");
+}
+
+TEST(MptcpCommandsNoInterfaces, HandoverNeedsManagedInterfaces) {
+  auto e = MakeMptcpEngine({});
+  ASSERT_TRUE(e.ok());
+  CommandRegistry registry;
+  EngineContext context;
+  context.now = [] { return packet::Time{}; };
+  context.emit = [](packet::Actions& a) { a.Clear(); };
+  RegisterMptcpCommands(*e.value(), registry, context);  // the daemon never calls set_interfaces
+  EXPECT_EQ(registry.Dispatch({"handover", {{"from", "wlan0"}, {"to", "eth1"}}}).error,
+            "handover: no managed interfaces (start mproxyd with --interfaces)");
 }
 
 TEST_F(MptcpCommandsTest, HandoverStatusOfAnUnknownId) {

@@ -47,8 +47,8 @@ class MnlRouteNetlink final : public RouteNetlink {
 
  private:
   MnlRouteNetlink() = default;
-  // Sends `request` with our next sequence number; calls `on_message` for each answer message
-  // until NLMSG_DONE (dump) or the NLMSG_ERROR (ack).
+  // Sends `request` with our next sequence number and reads the answer up to NLMSG_DONE (dump:
+  // its messages go to `out`) or the NLMSG_ERROR (ack: 0 is success, else the errno).
   Result<void> Exchange(const std::vector<uint8_t>& request, bool dump,
                         std::vector<std::vector<uint8_t>>* out);
 

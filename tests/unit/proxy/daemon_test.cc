@@ -484,6 +484,26 @@ TEST_F(DaemonTest, ManagedInterfacesReachTheEngineAndRoutingIsRemovedAtStop) {
   EXPECT_EQ(OurRules(k), 0u);
 }
 
+TEST_F(DaemonTest, AFailedInterfaceResyncIsCountedAndTheLoopGoesOn) {
+  FakeKernel k;
+  MobileHost(k);
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  ASSERT_TRUE(daemon_->Start().ok());
+  k.dump_error = ENOBUFS;
+  k.Notify();
+  Pump();
+  EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceErrors), 1u);
+  k.dump_error = 0;
+  k.addrs.push_back({3, Ip("198.18.2.3"), 24, 0, 0x80});
+  k.Notify();
+  Pump();
+  EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_EQ(OurRules(k), 9u);
+  auto stats = Call("stats");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->data["daemon"]["DaemonInterfaceErrors"], 1);
+}
+
 TEST_F(DaemonTest, MissingInterfaceFailsStartAndRemovesTheIptablesRules) {
   FakeKernel k;
   MobileHost(k);

@@ -502,6 +502,8 @@ TEST_F(DaemonTest, AFailedInterfaceResyncIsCountedAndTheLoopGoesOn) {
   auto stats = Call("stats");
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->data["daemon"]["DaemonInterfaceErrors"], 1);
+  daemon_.reset();  // before `k` goes: the daemon's stop removes its routing through it
+  EXPECT_EQ(OurRules(k), 0u);
 }
 
 TEST_F(DaemonTest, MissingInterfaceFailsStartAndRemovesTheIptablesRules) {

@@ -1,23 +1,70 @@
 #include "cli/ctl_commands.h"
 
 #include <array>
+#include <cerrno>
 
 namespace mproxy::cli {
 namespace {
 
-// Later rows (issue 4): {"conn show", ...}, {"handover", ..., kHandoverArgs} with
-// kHandoverArgs = {{"from", "interface to leave"}, {"to", "interface to move to"}},
-// {"subflow add", ...}, {"subflow del", ...}.
-constexpr std::array<CtlCommand, 4> kCommands{{
-    {"status", "daemon pid, uptime, engine, queue, rules and packets seen", {}},
+constexpr CtlArg kHandoverArgs[] = {{"from", "interface to leave (e.g. wlan0)"},
+                                    {"to", "interface to move to (e.g. eth1)"}};
+constexpr CtlOption kHandoverOptions[] = {
+    {"--break", "break",
+     "break-before-make: FROM is gone, retransmit what it carried on TO (default: "
+     "make-before-break, FROM stays as a backup)",
+     false},
+    {"--conn", "conn", "only this connection (its local_token from `conn show`)", true},
+    {"--timeout", "",
+     "seconds to wait for the handover to finish (default 10); then exit 6 (it may still finish "
+     "in the daemon)",
+     true},
+};
+constexpr CtlArg kHandoverStatusArgs[] = {{"id", "handover id printed by `handover`"}};
+constexpr CtlArg kSubflowArgs[] = {{"ifname", "local interface of the subflow"}};
+constexpr CtlOption kSubflowAddOptions[] = {
+    {"--conn", "conn", "the connection (its local_token from `conn show`); required", true},
+    {"--backup", "backup", "open it as a backup subflow (MP_JOIN B flag)", false},
+};
+constexpr CtlOption kSubflowDelOptions[] = {
+    {"--conn", "conn", "the connection (its local_token from `conn show`); required", true},
+};
+
+constexpr std::array<CtlCommand, 8> kCommands{{
+    {"status", "daemon pid, uptime, engine, queue, rules, managed interfaces and packets seen", {}},
     {"stats",
      "all counters: nfqueue, kernel queue (/proc drops), raw sender, engine, control socket",
      {}},
     {"help", "list the commands the running daemon understands", {}},
-    {"conn show", "converted connections: tuple, role, state, tokens, bytes (mptcp engine)", {}},
+    {"conn show",
+     "converted connections: tuple, role, state, tokens, bytes, and their subflows (mptcp engine)",
+     {}},
+    {"handover",
+     "move connections from FROM to TO and wait until it is done: prints the time it took and how "
+     "many connections moved; exit 0 only when every connection moved",
+     kHandoverArgs, kHandoverOptions},
+    {"handover status", "progress of a handover started earlier", kHandoverStatusArgs},
+    {"subflow add", "open a subflow of a connection from an interface", kSubflowArgs,
+     kSubflowAddOptions},
+    {"subflow del", "close a connection's subflow on an interface", kSubflowArgs,
+     kSubflowDelOptions},
 }};
 
 }  // namespace
+
+int ExitCodeFor(const Error& e) {
+  switch (e.code) {
+    case EACCES:
+    case EPERM:
+      return kExitPermission;
+    case ENAMETOOLONG:
+      return kExitUsage;
+    case EPROTO:
+      return kExitDaemonError;
+    default:
+      // ENOENT, ECONNREFUSED, ETIMEDOUT, ECONNRESET, ...: no usable daemon at that socket.
+      return kExitNotRunning;
+  }
+}
 
 std::span<const CtlCommand> CtlCommands() { return kCommands; }
 
@@ -39,12 +86,18 @@ std::vector<std::string> CommandWords(std::string_view name) {
   return words;
 }
 
-Request MakeRequest(const CtlCommand& cmd, const std::vector<std::string>& values) {
+Request MakeRequest(const CtlCommand& cmd, const std::vector<std::string>& values,
+                    const nlohmann::json& options) {
   Request r;
   r.command = std::string(cmd.name);
   r.args = nlohmann::json::object();
   for (size_t i = 0; i < cmd.args.size() && i < values.size(); ++i) {
     r.args[std::string(cmd.args[i].name)] = values[i];
+  }
+  for (const CtlOption& o : cmd.options) {
+    if (o.key.empty() || !options.is_object()) continue;
+    const std::string key(o.key);
+    if (options.contains(key)) r.args[key] = options[key];
   }
   return r;
 }

@@ -39,6 +39,22 @@ bool IsSection(const json& v) {
   return true;
 }
 
+// One element of an array of objects: its members on one line ("k v k v"); members that are
+// themselves arrays of objects (a connection's subflows) follow as lines indented below it, so
+// the line stays readable instead of nesting everything into it.
+void PrintElement(std::ostream& out, const json& e, int indent) {
+  const std::string pad(static_cast<size_t>(indent), ' ');
+  json flat = json::object();
+  for (const auto& [k, v] : e.items()) {
+    if (!(v.is_array() && IsSection(v))) flat[k] = v;
+  }
+  out << pad << Scalar(flat) << '\n';
+  for (const auto& [k, v] : e.items()) {
+    if (!(v.is_array() && IsSection(v))) continue;
+    for (const auto& sub : v) out << pad << "  " << k << ": " << Scalar(sub) << '\n';
+  }
+}
+
 void PrintObject(std::ostream& out, const json& obj, int indent) {
   const std::string pad(static_cast<size_t>(indent), ' ');
   size_t width = 0;
@@ -51,7 +67,7 @@ void PrintObject(std::ostream& out, const json& obj, int indent) {
       PrintObject(out, v, indent + 2);
     } else if (IsSection(v)) {
       out << pad << k << ":\n";
-      for (const auto& e : v) out << pad << "  " << Scalar(e) << '\n';
+      for (const auto& e : v) PrintElement(out, e, indent + 2);
     } else {
       out << pad << k << std::string(width - k.size() + 2, ' ') << Scalar(v) << '\n';
     }
@@ -68,7 +84,7 @@ void Print(std::ostream& out, const nlohmann::json& data, const OutputOptions& o
   if (data.is_object()) {
     PrintObject(out, data, 0);
   } else if (IsSection(data)) {
-    for (const auto& e : data) out << Scalar(e) << '\n';
+    for (const auto& e : data) PrintElement(out, e, 0);
   } else {
     out << Scalar(data) << '\n';
   }

@@ -4,7 +4,8 @@
 //
 // Text rendering of an object:  scalar members as "key  value" lines (keys padded to one column),
 // nested objects as an indented "key:" section, arrays of scalars comma separated, arrays of
-// objects one line per element ("k v k v", like `ip -o`), null as "-".
+// objects one line per element ("k v k v", like `ip -o`) with an element's own arrays of objects
+// (a connection's subflows) as "key: k v k v" lines indented below it, null as "-".
 #pragma once
 
 #include <nlohmann/json.hpp>

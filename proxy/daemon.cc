@@ -47,7 +47,17 @@ Daemon::Daemon(DaemonConfig config, DaemonDeps deps)
       open_queue_(std::move(deps.open_queue)),
       sender_(std::move(deps.sender)),
       rules_(std::move(deps.rules)),
+      interfaces_(std::move(deps.interfaces)),
       clock_(deps.clock != nullptr ? deps.clock : &kSteadyClock) {
+  engine_context_.now = [this] { return clock_->Now(); };
+  engine_context_.emit = [this](packet::Actions& actions) {
+    // Control handlers run between batches, so actions_ is empty here; appending keeps this
+    // correct even if that ever changes.
+    for (auto& f : actions.forged) actions_.forged.push_back(std::move(f));
+    actions.Clear();
+    SendForged();
+    ArmTimer();
+  };
   if (!open_queue_) {
     open_queue_ = [this]() -> Result<std::unique_ptr<PacketQueue>> {
       auto q = NfqueueSource::Open(config_.queue);
@@ -148,6 +158,21 @@ Result<void> Daemon::StartSteps() {
     }
     rules_installed_ = true;
   }
+  if (interfaces_) {
+    if (auto r = interfaces_->Start(); !r) {
+      Error e = r.error();
+      e.message = "interfaces: " + e.message;
+      return e;
+    }
+    if (interfaces_->monitor_fd() >= 0) {
+      if (auto r = loop_->Add(interfaces_->monitor_fd(), EPOLLIN,
+                              [this](uint32_t) { OnInterfaceEvent(); });
+          !r) {
+        return r;
+      }
+    }
+    PushInterfaces();
+  }
   ArmTimer();
   MPROXY_LOG(kInfo) << "mproxyd " << MPROXY_VERSION << " running: engine " << config_.engine_name
                     << ", queue " << config_.queue.queue_num << ", control socket "
@@ -232,6 +257,30 @@ void Daemon::ProcessBatch() {
   ArmTimer();
 }
 
+void Daemon::PushInterfaces() {
+  if (!interfaces_) return;
+  auto list = interfaces_->LocalInterfaces();
+  for (const auto& i : list) {
+    std::string addrs;
+    for (const auto& a : i.addresses) addrs += (addrs.empty() ? "" : " ") + a.ToString();
+    MPROXY_LOG(kInfo) << "interface " << i.name << " (ifindex " << i.ifindex
+                      << "): " << (addrs.empty() ? "no usable address" : addrs);
+  }
+  if (engine_context_.set_interfaces) engine_context_.set_interfaces(std::move(list));
+}
+
+void Daemon::OnInterfaceEvent() {
+  auto changed = interfaces_->Refresh();
+  if (!changed) {
+    counters_.Inc(DaemonCounter::kInterfaceErrors);
+    static RateLimited limit(std::chrono::seconds(1));
+    if (limit.Allow()) MPROXY_LOG(kWarn) << "interfaces: " << changed.error().message;
+    return;
+  }
+  counters_.Inc(DaemonCounter::kInterfaceSyncs);
+  if (*changed) PushInterfaces();
+}
+
 void Daemon::ProcessTimer() {
   uint64_t expirations = 0;
   (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
@@ -310,6 +359,13 @@ Result<void> Daemon::Stop() {
     if (loop_) loop_->Remove(queue_->fd());
     queue_.reset();
   }
+  if (interfaces_) {
+    if (loop_ && interfaces_->monitor_fd() >= 0) loop_->Remove(interfaces_->monitor_fd());
+    if (auto r = interfaces_->Stop(); !r) {
+      MPROXY_LOG(kError) << "removing policy routing: " << r.error().message;
+      if (first) first = r;
+    }
+  }
   control_.reset();
   if (loop_ && timer_fd_.valid()) loop_->Remove(timer_fd_.get());
   timer_fd_.Reset();
@@ -341,6 +397,7 @@ nlohmann::json Daemon::Status() const {
                       counters_.Get(DaemonCounter::kBypassedEngine)},
       {"control_socket", config_.control.path},
   };
+  if (interfaces_) j["interfaces"] = interfaces_->StatusJson();
   for (const auto& [k, v] : config_.status_extra.items()) j[k] = v;
   return j;
 }

@@ -6,10 +6,12 @@
 //   re-arm the timerfd at engine->NextTimeout().
 //
 // Lifecycle (Start):  control socket (refuse if another daemon answers) → NFQUEUE bind (refuse if
-// the queue is taken) → RemoveStale rules → Install rules → loop.
+// the queue is taken) → RemoveStale rules → Install rules → managed interfaces (learn, sweep our
+// stale policy routing, install it; the engine gets the interfaces) → loop.
 // The queue is bound before the stale sweep (not after) so that a second daemon started on the
 // same queue fails on the bind and never touches the running daemon's rules.
-// Stop: Remove rules → drain what is still queued → unbind queue → remove the socket file. Every
+// Stop: Remove rules → drain what is still queued → unbind queue → remove policy routing →
+// remove the socket file. Every
 // exit path after Start() (SIGTERM, SIGINT, a fatal loop error, a failed startup step, the
 // destructor) goes through Stop(), so rules are never left behind by a clean exit.
 #pragma once
@@ -26,7 +28,9 @@
 #include "packet/engine.h"
 #include "packet/result.h"
 #include "proxy/control_server.h"
+#include "proxy/engines.h"
 #include "proxy/event_loop.h"
+#include "proxy/interface_manager.h"
 #include "proxy/nfqueue.h"
 #include "proxy/packet_io.h"
 #include "proxy/raw_socket.h"
@@ -34,19 +38,21 @@
 namespace mproxy::proxy {
 
 enum class DaemonCounter : size_t {
-  kEnginePackets,   // packets handed to the engine
-  kBypassedEngine,  // truncated or payload-less packets accepted without the engine (pitfall 3)
-  kForgedSent,      // forged packets sent
-  kForgedFailed,    // forged packets the raw sender could not send
-  kTimerFires,      // engine timer callbacks
-  kReceiveErrors,   // ReceiveBatch errors (the loop continues)
-  kFlushErrors,     // FlushVerdicts errors (the loop continues)
+  kEnginePackets,    // packets handed to the engine
+  kBypassedEngine,   // truncated or payload-less packets accepted without the engine (pitfall 3)
+  kForgedSent,       // forged packets sent
+  kForgedFailed,     // forged packets the raw sender could not send
+  kTimerFires,       // engine timer callbacks
+  kReceiveErrors,    // ReceiveBatch errors (the loop continues)
+  kFlushErrors,      // FlushVerdicts errors (the loop continues)
+  kInterfaceSyncs,   // interface/routing re-syncs after rtnetlink notifications
+  kInterfaceErrors,  // re-syncs that failed (logged; retried at the next notification)
   kCount
 };
 inline constexpr std::array<std::string_view, static_cast<size_t>(DaemonCounter::kCount)>
     kDaemonCounterNames{"DaemonEnginePackets", "DaemonBypassedEngine", "DaemonForgedSent",
                         "DaemonForgedFailed",  "DaemonTimerFires",     "DaemonReceiveErrors",
-                        "DaemonFlushErrors"};
+                        "DaemonFlushErrors",   "DaemonInterfaceSyncs", "DaemonInterfaceErrors"};
 using DaemonCounters = CounterSet<DaemonCounter, kDaemonCounterNames>;
 
 struct DaemonConfig {
@@ -70,6 +76,8 @@ struct DaemonDeps {
   std::function<Result<std::unique_ptr<PacketQueue>>()> open_queue;
   std::unique_ptr<PacketSender> sender;
   std::unique_ptr<RuleInstaller> rules;
+  // Managed interfaces and their policy routing (--interfaces); empty: no subflow management.
+  std::unique_ptr<InterfaceManager> interfaces;
   const packet::Clock* clock = nullptr;
 };
 
@@ -83,6 +91,9 @@ class Daemon {
   // The command registry, to add engine-specific commands before or after Start().
   CommandRegistry& commands() { return commands_; }
   packet::Engine& engine() { return *engine_; }
+  // Handed to EngineSpec::register_commands: now() and emit() are the daemon's; the engine sets
+  // set_interfaces if it wants the managed interfaces.
+  EngineContext& engine_context() { return engine_context_; }
 
   // Brings everything up in the order above. On failure everything already set up is torn down
   // again (rules included) and the error says which step failed.
@@ -116,13 +127,17 @@ class Daemon {
   void ArmTimer();
   void SendForged();
   void RegisterBuiltinCommands();
+  void OnInterfaceEvent();
+  void PushInterfaces();
 
   DaemonConfig config_;
   std::unique_ptr<packet::Engine> engine_;
   std::function<Result<std::unique_ptr<PacketQueue>>()> open_queue_;
   std::unique_ptr<PacketSender> sender_;
   std::unique_ptr<RuleInstaller> rules_;
+  std::unique_ptr<InterfaceManager> interfaces_;
   const packet::Clock* clock_;
+  EngineContext engine_context_;
 
   CommandRegistry commands_;
   std::unique_ptr<EventLoop> loop_;

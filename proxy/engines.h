@@ -3,12 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mptcp/engine.h"
 #include "packet/engine.h"
 #include "packet/result.h"
 #include "proxy/control_server.h"
@@ -21,13 +23,28 @@ struct EngineOptions {
   bool checksums = false;       // ask for DSS checksums (RFC 8684 §3.3.1; mptcp engine)
 };
 
+// What the daemon gives an engine's control commands, and what they give back. Control requests
+// are handled outside the data path (a control-socket wake-up), so a handler that makes the engine
+// forge packets (a handover's MP_JOIN SYN, an MP_PRIO) needs the daemon to send them and to re-arm
+// the timer at the engine's new deadline.
+struct EngineContext {
+  // Set by the daemon.
+  std::function<packet::Time()> now;
+  // Sends actions.forged through the raw sender, clears them, re-arms the engine timer.
+  std::function<void(packet::Actions&)> emit;
+  // Set by register_commands when the engine manages subflows: receives the managed interfaces
+  // (--interfaces) at start and whenever their addresses change.
+  std::function<void(std::vector<mptcp::LocalInterface>)> set_interfaces;
+};
+
 struct EngineSpec {
   std::string_view name;
   std::string_view help;
   Result<std::unique_ptr<packet::Engine>> (*make)(const EngineOptions& options);
   // Adds the engine's commands ("conn show", "handover", ...) to the daemon; may be null. `engine`
-  // is the object make() returned and outlives the registry's use of it.
-  void (*register_commands)(packet::Engine& engine, CommandRegistry& registry);
+  // is the object make() returned; it and `context` outlive the registry's use of them.
+  void (*register_commands)(packet::Engine& engine, CommandRegistry& registry,
+                            EngineContext& context);
 };
 
 std::span<const EngineSpec> Engines();

@@ -2,6 +2,7 @@
 // (rules removed, queue drained) on SIGTERM or SIGINT.
 //
 //   mproxyd --engine passthrough --ports 5201,8080 --queue-num 0
+//   mproxyd --engine mptcp --ports 5201 --interfaces wlan0,eth1   # subflows + policy routing
 //
 // Exit codes: 0 clean stop, 1 startup or runtime failure (the message says which step), 2 usage.
 #include <unistd.h>
@@ -17,8 +18,10 @@
 #include "iptables/rule_plan.h"
 #include "proxy/daemon.h"
 #include "proxy/engines.h"
+#include "proxy/interface_manager.h"
 #include "proxy/iptables_rule_installer.h"
 #include "proxy/log.h"
+#include "proxy/route_netlink.h"
 
 #ifndef MPROXY_VERSION
 #define MPROXY_VERSION "unknown"
@@ -95,6 +98,11 @@ int main(int argc, char** argv) {
   std::string control_mode = "0600";
   std::string log_level = "info";
   bool checksums = false;
+  std::vector<std::string> interfaces;
+  std::string table_base = "0x4d50";
+  std::string rule_priority = "0x4d50";
+  std::string route_mark_mask = "0x00ff0000";
+  bool no_policy_routing = false;
 
   app.add_option("--engine", engine,
                  "packet engine: " + px::EngineNames() + " (more engines register themselves)")
@@ -148,6 +156,28 @@ int main(int argc, char** argv) {
   app.add_flag("--checksums", checksums,
                "mptcp engine: ask the peer for DSS checksums (RFC 8684 §3.3.1); either side asking "
                "enables them");
+  app.add_option("--interfaces", interfaces,
+                 "interfaces subflows may use, comma separated (e.g. wlan0,eth1); their addresses "
+                 "are followed through rtnetlink and each gets policy routing of its own (below). "
+                 "Empty: no subflow management")
+      ->delimiter(',');
+  app.add_option("--route-table-base", table_base,
+                 "routing table of the i-th --interfaces entry is this + i (a range of 32 tables "
+                 "that is ours: stale routes in it are removed at start)")
+      ->capture_default_str();
+  app.add_option(
+         "--rule-priority-base", rule_priority,
+         "ip rules of the i-th interface ('from <addr>' and 'fwmark') get priority this + i "
+         "(ours: a rule in this range of 32 pointing at our tables is removed at start)")
+      ->capture_default_str();
+  app.add_option("--route-mark-mask", route_mark_mask,
+                 "mark bits selecting an interface's table: the i-th interface has mark (i+1) "
+                 "shifted into this mask ('fwmark M/mask lookup <table>'); must not overlap "
+                 "--skip-mark")
+      ->capture_default_str();
+  app.add_flag("--no-policy-routing", no_policy_routing,
+               "follow the --interfaces' addresses but install no routes or rules (route subflows "
+               "yourself)");
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
       ->capture_default_str();
@@ -182,6 +212,37 @@ int main(int argc, char** argv) {
     return usage("--control-socket-mode must be an octal file mode (e.g. 0600)");
   }
   if (no_ipv4 && no_ipv6) return usage("--no-ipv4 and --no-ipv6 leave nothing to do");
+  px::RoutingConfig routing;
+  {
+    unsigned long tb = 0, prio = 0, mask = 0;
+    if (!ParseUnsigned(table_base, tb) || tb > 0xffffffffUL) {
+      return usage("--route-table-base must be a 32-bit number");
+    }
+    if (!ParseUnsigned(rule_priority, prio) || prio > 0xffffffffUL) {
+      return usage("--rule-priority-base must be a 32-bit number");
+    }
+    if (!ParseUnsigned(route_mark_mask, mask) || mask > 0xffffffffUL) {
+      return usage("--route-mark-mask must be a 32-bit number");
+    }
+    routing.table_base = static_cast<uint32_t>(tb);
+    routing.priority_base = static_cast<uint32_t>(prio);
+    routing.mark_mask = static_cast<uint32_t>(mask);
+    routing.ipv4 = !no_ipv4;
+    routing.ipv6 = !no_ipv6;
+  }
+  for (size_t i = 0; i < interfaces.size(); ++i) {
+    if (interfaces[i].empty() || interfaces[i].size() >= 16) {
+      return usage("--interfaces: '" + interfaces[i] + "' is not an interface name");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (interfaces[j] == interfaces[i]) return usage("--interfaces: " + interfaces[i] + " twice");
+    }
+  }
+  if (!interfaces.empty() && !no_policy_routing) {
+    if (auto r = px::ValidateRouting(routing, interfaces.size(), static_cast<uint32_t>(mark)); !r) {
+      return usage(r.error().message);
+    }
+  }
 
   // Say it plainly up front instead of failing on the first privileged syscall.
   constexpr int kCapNetAdmin = 12, kCapNetRaw = 13;
@@ -207,6 +268,9 @@ int main(int argc, char** argv) {
   cfg.control.path = control_socket;
   cfg.control.mode = static_cast<mode_t>(mode);
   cfg.status_extra = {{"ports", ports}, {"fail_policy", fail_policy}};
+  if (!interfaces.empty()) {
+    cfg.status_extra["policy_routing"] = no_policy_routing ? "off" : "on";
+  }
 
   px::EngineOptions eopt;
   eopt.ports = ports;
@@ -234,9 +298,22 @@ int main(int argc, char** argv) {
     deps.rules = std::move(installer.value());
   }
 
+  if (!interfaces.empty()) {
+    auto nl = px::MnlRouteNetlink::Open();
+    if (!nl) {
+      std::cerr << "mproxyd: " << nl.error().message << "\n";
+      return kExitFailure;
+    }
+    px::InterfaceManagerOptions io;
+    io.names = interfaces;
+    io.routing = routing;
+    io.policy_routing = !no_policy_routing;
+    deps.interfaces = std::make_unique<px::InterfaceManager>(std::move(io), std::move(nl.value()));
+  }
+
   px::Daemon daemon(std::move(cfg), std::move(deps));
   if (spec->register_commands != nullptr) {
-    spec->register_commands(daemon.engine(), daemon.commands());
+    spec->register_commands(daemon.engine(), daemon.commands(), daemon.engine_context());
   }
   if (auto r = daemon.Start(); !r) {
     std::cerr << "mproxyd: " << r.error().message << "\n";

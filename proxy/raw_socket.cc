@@ -43,11 +43,13 @@ Result<RawDestination> ForgedDestination(packet::Bytes pkt, uint32_t ifindex) {
   RawDestination d;
   switch (*first >> 4) {
     case 4: {
-      // IPv4: destination address at offset 16.
+      // IPv4: source address at offset 12, destination at 16.
       packet::ByteReader h(pkt);
-      if (!h.Skip(16)) return MakeError("short IPv4 header", EINVAL);
+      if (!h.Skip(12)) return MakeError("short IPv4 header", EINVAL);
+      const auto src = h.Take(4);
       const auto dst = h.Take(4);
-      if (!dst || pkt.size() < 20) return MakeError("short IPv4 header", EINVAL);
+      if (!src || !dst || pkt.size() < 20) return MakeError("short IPv4 header", EINVAL);
+      std::memcpy(d.source.data(), src->data(), 4);
       sockaddr_in sin{};
       sin.sin_family = AF_INET;
       std::memcpy(&sin.sin_addr, dst->data(), 4);
@@ -57,11 +59,13 @@ Result<RawDestination> ForgedDestination(packet::Bytes pkt, uint32_t ifindex) {
       return d;
     }
     case 6: {
-      // IPv6: destination address at offset 24.
+      // IPv6: source address at offset 8, destination at 24.
       packet::ByteReader h(pkt);
-      if (!h.Skip(24)) return MakeError("short IPv6 header", EINVAL);
+      if (!h.Skip(8)) return MakeError("short IPv6 header", EINVAL);
+      const auto src = h.Take(16);
       const auto dst = h.Take(16);
-      if (!dst) return MakeError("short IPv6 header", EINVAL);
+      if (!src || !dst) return MakeError("short IPv6 header", EINVAL);
+      std::memcpy(d.source.data(), src->data(), 16);
       sockaddr_in6 sin6{};
       sin6.sin6_family = AF_INET6;
       std::memcpy(&sin6.sin6_addr, dst->data(), 16);
@@ -116,30 +120,33 @@ Result<void> RawSender::Send(const packet::ForgedPacket& pkt) {
   msg.msg_namelen = dest->addr_len;
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
-  // Control buffer large enough for either pktinfo, aligned for cmsghdr.
+  // Control buffer large enough for either pktinfo, aligned for cmsghdr. Always sent: even with
+  // ifindex 0 the source address must reach the route lookup (see RawDestination::source).
   alignas(cmsghdr) std::array<uint8_t, CMSG_SPACE(sizeof(in6_pktinfo))> control{};
-  if (pkt.ifindex != 0) {
-    msg.msg_control = control.data();
-    cmsghdr* c = nullptr;
-    if (v4) {
-      msg.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
-      c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = IPPROTO_IP;
-      c->cmsg_type = IP_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
-      in_pktinfo info{};
-      info.ipi_ifindex = static_cast<int>(pkt.ifindex);
-      std::memcpy(CMSG_DATA(c), &info, sizeof(info));
-    } else {
-      msg.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
-      c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
-      in6_pktinfo info{};  // source :: = "any": the header we send carries the real source
-      info.ipi6_ifindex = pkt.ifindex;
-      std::memcpy(CMSG_DATA(c), &info, sizeof(info));
-    }
+  msg.msg_control = control.data();
+  cmsghdr* c = nullptr;
+  if (v4) {
+    msg.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+    in_pktinfo info{};
+    info.ipi_ifindex = static_cast<int>(pkt.ifindex);
+    // raw_sendmsg() takes ipi_spec_dst as the flow's source address (ip_cmsg_send: ipc->addr).
+    std::memcpy(&info.ipi_spec_dst, dest->source.data(), 4);
+    std::memcpy(CMSG_DATA(c), &info, sizeof(info));
+  } else {
+    msg.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = IPPROTO_IPV6;
+    c->cmsg_type = IPV6_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+    in6_pktinfo info{};
+    info.ipi6_ifindex = pkt.ifindex;
+    // ip6_datagram_send_ctl() takes ipi6_addr as fl6.saddr (after checking it is local).
+    std::memcpy(&info.ipi6_addr, dest->source.data(), 16);
+    std::memcpy(CMSG_DATA(c), &info, sizeof(info));
   }
   ssize_t rc;
   do {

@@ -35,12 +35,16 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(RawCounter::kC
                      "RawBadPacket", "RawNoSocket", "RawSendErrors"};
 using RawCounters = CounterSet<RawCounter, kRawCounterNames>;
 
-// Where a forged packet goes: family from the version nibble, destination from the IP header.
-// Pure (tested without sockets). IPv6 link-local destinations get the scope id `ifindex`.
+// Where a forged packet goes: family from the version nibble, destination and source from the IP
+// header. Pure (tested without sockets). IPv6 link-local destinations get the scope id `ifindex`.
 struct RawDestination {
   int family = 0;  // AF_INET / AF_INET6
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  // The header's source address (4 or 16 bytes used). With IP_HDRINCL the kernel's route lookup
+  // does not read the header, so Send() passes it in IP_PKTINFO/IPV6_PKTINFO: that is what makes
+  // the `from <address> lookup <table>` rules (proxy/policy_routing.h) route the packet.
+  std::array<uint8_t, 16> source{};
 };
 Result<RawDestination> ForgedDestination(packet::Bytes pkt, uint32_t ifindex);
 
@@ -56,9 +60,13 @@ class RawSender final : public PacketSender {
   // Needs CAP_NET_RAW (sockets) and CAP_NET_ADMIN (SO_MARK).
   static Result<std::unique_ptr<RawSender>> Open(const RawSenderOptions& options);
 
-  // Sends one packet. pkt.ifindex != 0 pins the egress interface with an IP_PKTINFO /
-  // IPV6_PKTINFO control message (no per-interface socket needed). Non-blocking: a full socket
-  // buffer is an error like any other (counted; TCP recovers a lost forged packet).
+  // Sends one packet with an IP_PKTINFO / IPV6_PKTINFO control message carrying the header's
+  // source address (ipi_spec_dst / ipi6_addr: the route lookup then sees the source, so policy
+  // routing by source applies) and pkt.ifindex (0: any; else the egress interface is pinned, no
+  // per-interface socket needed). The source must be one of ours (forged packets are peer-bound):
+  // the kernel refuses a foreign one (EINVAL / ENETUNREACH, counted as a send error).
+  // Non-blocking: a full socket buffer is an error like any other (counted; TCP recovers a lost
+  // forged packet).
   Result<void> Send(const packet::ForgedPacket& pkt) override;
   void ForEachCounter(const CounterVisitor& visit) const override { counters_.ForEach(visit); }
   [[nodiscard]] const RawCounters& counters() const { return counters_; }

@@ -41,5 +41,49 @@ TEST(CtlCommands, MakeRequestMapsPositionalsToArgs) {
   EXPECT_TRUE(s.args.is_object());
 }
 
+TEST(CtlCommands, HandoverAndSubflowRows) {
+  const CtlCommand* h = FindCtlCommand("handover");
+  ASSERT_NE(h, nullptr);
+  ASSERT_EQ(h->args.size(), 2u);
+  EXPECT_EQ(h->args[0].name, "from");
+  EXPECT_EQ(h->args[1].name, "to");
+  ASSERT_NE(FindCtlCommand("handover status"), nullptr);
+  ASSERT_NE(FindCtlCommand("subflow add"), nullptr);
+  ASSERT_NE(FindCtlCommand("subflow del"), nullptr);
+  ASSERT_NE(FindCtlCommand("conn show"), nullptr);
+  for (const CtlCommand& c : CtlCommands()) {
+    for (const CtlOption& o : c.options) {
+      EXPECT_TRUE(o.flag.starts_with("-")) << c.name << " " << o.flag;
+      EXPECT_FALSE(o.help.empty()) << c.name << " " << o.flag;
+    }
+  }
+}
+
+TEST(CtlCommands, MakeRequestAddsOptionsButNotClientOnlyOnes) {
+  const CtlCommand& h = *FindCtlCommand("handover");
+  const Request r =
+      MakeRequest(h, {"wlan0", "eth1"}, {{"break", true}, {"conn", "1a2b3c4d"}, {"timeout", "3"}});
+  EXPECT_EQ(r.command, "handover");
+  EXPECT_EQ(r.args, (nlohmann::json{
+                        {"from", "wlan0"}, {"to", "eth1"}, {"break", true}, {"conn", "1a2b3c4d"}}));
+  const Request s =
+      MakeRequest(*FindCtlCommand("subflow add"), {"eth1"}, {{"conn", "ab"}, {"backup", false}});
+  EXPECT_EQ(s.command, "subflow add");
+  EXPECT_EQ(s.args, (nlohmann::json{{"ifname", "eth1"}, {"conn", "ab"}, {"backup", false}}));
+}
+
+TEST(CtlCommands, ExitCodes) {
+  EXPECT_EQ(ExitCodeFor(MakeError("x", EACCES)), kExitPermission);
+  EXPECT_EQ(ExitCodeFor(MakeError("x", EPERM)), kExitPermission);
+  EXPECT_EQ(ExitCodeFor(MakeError("x", ENOENT)), kExitNotRunning);
+  EXPECT_EQ(ExitCodeFor(MakeError("x", ECONNREFUSED)), kExitNotRunning);
+  EXPECT_EQ(ExitCodeFor(MakeError("x", EPROTO)), kExitDaemonError);
+  EXPECT_EQ(ExitCodeFor(MakeError("x", ENAMETOOLONG)), kExitUsage);
+  // Distinct codes: scripts tell the cases apart.
+  std::set<int> codes{kExitOk,         kExitDaemonError, kExitUsage,  kExitNotRunning,
+                      kExitPermission, kExitIncomplete,  kExitTimeout};
+  EXPECT_EQ(codes.size(), 7u);
+}
+
 }  // namespace
 }  // namespace mproxy::cli

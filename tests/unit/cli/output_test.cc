@@ -58,3 +58,25 @@ TEST(Output, Scalars) {
 
 }  // namespace
 }  // namespace mproxy::cli
+
+namespace mproxy::cli {
+namespace {
+
+TEST(Output, NestedArraysOfObjectsGoBelowTheirElement) {
+  nlohmann::json j = {{"connections",
+                       {{{"local", "198.18.1.2:4000"},
+                         {"state", "established"},
+                         {"subflows",
+                          {{{"interface", "wlan0"}, {"active", false}},
+                           {{"interface", "eth1"}, {"active", true}}}}}}}};
+  std::ostringstream s;
+  Print(s, j, {});
+  EXPECT_EQ(s.str(),
+            "connections:\n"
+            "  local 198.18.1.2:4000 state established\n"
+            "    subflows: active false interface wlan0\n"
+            "    subflows: active true interface eth1\n");
+}
+
+}  // namespace
+}  // namespace mproxy::cli

@@ -12,10 +12,14 @@
 #include <chrono>
 #include <deque>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "cli/control_client.h"
+#include "proxy/engines.h"
+#include "proxy/mptcp_commands.h"
+#include "tests/unit/proxy/fake_route_netlink.h"
 
 namespace mproxy::proxy {
 namespace {
@@ -183,8 +187,10 @@ class DaemonTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void Make(bool fail_install = false, bool with_rules = true) {
+  void Make(bool fail_install = false, bool with_rules = true,
+            std::unique_ptr<InterfaceManager> interfaces = nullptr) {
     DaemonDeps deps;
+    deps.interfaces = std::move(interfaces);
     auto engine = std::make_unique<FakeEngine>(log_);
     engine_ = engine.get();
     deps.engine = std::move(engine);
@@ -403,6 +409,286 @@ TEST_F(DaemonTest, SigtermStopsTheLoop) {
   log_.clear();
   ASSERT_TRUE(daemon_->Stop().ok());
   EXPECT_EQ(log_, (Log{"remove", "queue close"}));
+}
+
+std::unique_ptr<InterfaceManager> Interfaces(FakeKernel& k, std::vector<std::string> names) {
+  InterfaceManagerOptions o;
+  o.names = std::move(names);
+  return std::make_unique<InterfaceManager>(o, std::make_unique<FakeRouteNetlink>(k));
+}
+
+size_t OurRules(const FakeKernel& k) {
+  return static_cast<size_t>(std::count_if(
+      k.rules.begin(), k.rules.end(), [](const auto& r) { return IsOurRule(RoutingConfig{}, r); }));
+}
+
+TEST_F(DaemonTest, EngineContextEmitsForgedPacketsAndRearmsTheTimer) {
+  Make();
+  std::optional<packet::Time> seen;
+  daemon_->commands().Register("poke", "forge two packets", [this, &seen](const nlohmann::json&) {
+    seen = daemon_->engine_context().now();
+    packet::Actions a;
+    a.forged.push_back({std::vector<uint8_t>(60), 3});
+    a.forged.push_back({std::vector<uint8_t>(61), 3});
+    engine_->timeout = clock_.now + 1ms;  // the command gave the engine a deadline
+    daemon_->engine_context().emit(a);
+    EXPECT_TRUE(a.forged.empty());
+    return cli::Response::Ok();
+  });
+  ASSERT_TRUE(daemon_->Start().ok());
+  log_.clear();
+  auto r = Call("poke");
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->ok);
+  EXPECT_EQ(seen, clock_.now);
+  EXPECT_EQ(log_, (Log{"forged 60", "forged 61"}));
+  EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kForgedSent), 2u);
+  // The timer was armed by emit(), not by a later batch.
+  clock_.now += 5ms;
+  for (int i = 0; i < 50 && engine_->timers == 0; ++i) ASSERT_TRUE(daemon_->RunOnce(20).ok());
+  EXPECT_EQ(engine_->timers, 1u);
+}
+
+TEST_F(DaemonTest, ManagedInterfacesReachTheEngineAndRoutingIsRemovedAtStop) {
+  FakeKernel k;
+  MobileHost(k);
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  std::vector<std::vector<mptcp::LocalInterface>> pushed;
+  daemon_->engine_context().set_interfaces = [&](std::vector<mptcp::LocalInterface> v) {
+    pushed.push_back(std::move(v));
+  };
+  ASSERT_TRUE(daemon_->Start().ok());
+  ASSERT_EQ(pushed.size(), 1u);
+  ASSERT_EQ(pushed[0].size(), 2u);
+  EXPECT_EQ(pushed[0][1].name, "eth1");
+  EXPECT_EQ(pushed[0][1].ifindex, 3u);
+  EXPECT_EQ(OurRules(k), 8u);
+
+  auto st = Call("status");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->data["interfaces"][1]["name"], "eth1");
+  EXPECT_EQ(st->data["interfaces"][1]["table"], 19793);
+
+  // A new address arrives through the monitor socket in the loop.
+  k.addrs.push_back({3, Ip("198.18.2.3"), 24, 0, 0x80});
+  k.Notify();
+  Pump();
+  ASSERT_EQ(pushed.size(), 2u);
+  EXPECT_EQ(pushed[1][1].addresses.size(), 3u);
+  EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_EQ(OurRules(k), 9u);
+
+  log_.clear();
+  ASSERT_TRUE(daemon_->Stop().ok());
+  EXPECT_EQ(log_, (Log{"remove", "queue close"}));
+  EXPECT_EQ(OurRules(k), 0u);
+}
+
+TEST_F(DaemonTest, AFailedInterfaceResyncIsCountedAndTheLoopGoesOn) {
+  FakeKernel k;
+  MobileHost(k);
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  ASSERT_TRUE(daemon_->Start().ok());
+  k.dump_error = ENOBUFS;
+  k.Notify();
+  Pump();
+  EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceErrors), 1u);
+  k.dump_error = 0;
+  k.addrs.push_back({3, Ip("198.18.2.3"), 24, 0, 0x80});
+  k.Notify();
+  Pump();
+  EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_EQ(OurRules(k), 9u);
+  auto stats = Call("stats");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->data["daemon"]["DaemonInterfaceErrors"], 1);
+  daemon_.reset();  // before `k` goes: the daemon's stop removes its routing through it
+  EXPECT_EQ(OurRules(k), 0u);
+}
+
+TEST_F(DaemonTest, MissingInterfaceFailsStartAndRemovesTheIptablesRules) {
+  FakeKernel k;
+  MobileHost(k);
+  Make(false, true, Interfaces(k, {"wlan0", "wwan0"}));
+  auto r = daemon_->Start();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().message, "interfaces: interface wwan0 does not exist (--interfaces)");
+  EXPECT_EQ(log_, (Log{"queue open", "stale", "install", "remove", "queue close"}));
+  EXPECT_FALSE(fs::exists(config_.control.path));
+  EXPECT_EQ(OurRules(k), 0u);
+}
+
+// The mptcp engine's commands through the registry. The engine's control API refuses every
+// request until its subflow machinery lands (mptcp/control.cc); the plumbing and the argument
+// checks are what is tested here.
+class MptcpCommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto e = MakeMptcpEngine({});
+    ASSERT_TRUE(e.ok());
+    engine_ = std::move(e.value());
+    context_.now = [this] { return now_; };
+    context_.emit = [this](packet::Actions& a) {
+      emitted_ += a.forged.size();
+      ++emits_;
+      a.Clear();
+    };
+    RegisterMptcpCommands(*engine_, registry_, context_);
+    // What the daemon hands over at start: two usable interfaces and one that is down.
+    context_.set_interfaces({{"wlan0", 2, {Ip("198.18.1.2")}},
+                             {"eth1", 3, {Ip("198.18.2.2"), Ip("2001:db8:2::2")}},
+                             {"usb0", 4, {}}});
+  }
+  cli::Response Run(const std::string& cmd, nlohmann::json args = nlohmann::json::object()) {
+    return registry_.Dispatch({cmd, std::move(args)});
+  }
+  std::unique_ptr<packet::Engine> engine_;
+  CommandRegistry registry_;
+  EngineContext context_;
+  packet::Time now_ = packet::Time{} + 1h;
+  size_t emitted_ = 0;
+  int emits_ = 0;
+};
+
+TEST_F(MptcpCommandsTest, RegistersItsCommandsAndTheInterfaceHook) {
+  std::set<std::string> names;
+  for (const auto& [n, h] : registry_.List()) names.insert(n);
+  for (const char* want :
+       {"conn show", "handover", "handover status", "subflow add", "subflow del"}) {
+    EXPECT_TRUE(names.count(want)) << want;
+  }
+  ASSERT_TRUE(context_.set_interfaces);
+  context_.set_interfaces({{"eth1", 3, {Ip("198.18.2.2")}}});
+  auto r = Run("conn show");
+  ASSERT_TRUE(r.ok);
+  EXPECT_TRUE(r.data["connections"].is_array());
+}
+
+TEST_F(MptcpCommandsTest, HandoverReachesTheEngineAndEmits) {
+  auto r = Run("handover", {{"from", "wlan0"}, {"to", "eth1"}, {"break", true}, {"conn", "1a2b"}});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.error, "handover: subflows are not implemented yet");  // the engine's own answer
+  EXPECT_EQ(emits_, 1);  // whatever it forged would have been sent
+}
+
+TEST_F(MptcpCommandsTest, HandoverArgumentsAreChecked) {
+  EXPECT_EQ(Run("handover", {{"to", "eth1"}}).error, "missing or empty argument 'from'");
+  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", 3}}).error,
+            "missing or empty argument 'to'");
+  EXPECT_EQ(Run("handover", {{"from", "eth1"}, {"to", "eth1"}}).error,
+            "handover: from and to are the same interface");
+  EXPECT_EQ(Run("handover", {{"from", "a"}, {"to", "b"}, {"break", "maybe"}}).error,
+            "argument 'break' must be true or false");
+  EXPECT_NE(Run("handover", {{"from", "a"}, {"to", "b"}, {"conn", "xyz"}})
+                .error.find("not a connection token"),
+            std::string::npos);
+  EXPECT_NE(Run("handover", {{"from", "a"}, {"to", "b"}, {"conn", "123456789"}})
+                .error.find("not a connection token"),
+            std::string::npos);
+  EXPECT_EQ(emits_, 0);  // refused before reaching the engine
+}
+
+TEST_F(MptcpCommandsTest, TargetInterfaceMustBeManagedAndUsable) {
+  EXPECT_EQ(
+      Run("handover", {{"from", "wlan0"}, {"to", "usb0"}}).error,
+      "handover: interface usb0 has no usable address (down, no carrier or no global address)");
+  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", "wwan0"}}).error,
+            "handover: wwan0 is not a managed interface (mproxyd --interfaces)");
+  EXPECT_EQ(Run("subflow add", {{"conn", "ab"}, {"ifname", "usb0"}}).error,
+            "subflow add: interface usb0 has no usable address (down, no carrier or no global "
+            "address)");
+  EXPECT_EQ(emits_, 0);
+  // Leaving a down interface is what break-before-make is for; closing a subflow there too.
+  EXPECT_EQ(Run("handover", {{"from", "usb0"}, {"to", "eth1"}, {"break", true}}).error,
+            "handover: subflows are not implemented yet");
+  EXPECT_EQ(Run("subflow del", {{"conn", "ab"}, {"ifname", "usb0"}}).error,
+            "subflow del: subflows are not implemented yet");
+  // An interface that disappeared.
+  context_.set_interfaces({{"eth1", 0, {}}});
+  EXPECT_EQ(Run("handover", {{"from", "wlan0"}, {"to", "eth1"}}).error,
+            "handover: interface eth1 is gone");
+}
+
+TEST(MptcpCommandsNoInterfaces, HandoverNeedsManagedInterfaces) {
+  auto e = MakeMptcpEngine({});
+  ASSERT_TRUE(e.ok());
+  CommandRegistry registry;
+  EngineContext context;
+  context.now = [] { return packet::Time{}; };
+  context.emit = [](packet::Actions& a) { a.Clear(); };
+  RegisterMptcpCommands(*e.value(), registry, context);  // the daemon never calls set_interfaces
+  EXPECT_EQ(registry.Dispatch({"handover", {{"from", "wlan0"}, {"to", "eth1"}}}).error,
+            "handover: no managed interfaces (start mproxyd with --interfaces)");
+}
+
+TEST_F(MptcpCommandsTest, HandoverStatusOfAnUnknownId) {
+  EXPECT_EQ(Run("handover status", {{"id", 4}}).error, "no handover with id 4");
+  EXPECT_EQ(Run("handover status", {{"id", "4"}}).error, "no handover with id 4");
+  EXPECT_EQ(Run("handover status", {{"id", "x"}}).error, "missing or invalid argument 'id'");
+  EXPECT_EQ(Run("handover status", {{"id", -1}}).error, "missing or invalid argument 'id'");
+  EXPECT_EQ(Run("handover status").error, "missing or invalid argument 'id'");
+}
+
+TEST_F(MptcpCommandsTest, SubflowCommands) {
+  auto add = Run("subflow add", {{"conn", "0x1a2b3c4d"}, {"ifname", "eth1"}, {"backup", true}});
+  EXPECT_FALSE(add.ok);
+  EXPECT_EQ(add.error, "subflow add: subflows are not implemented yet");
+  auto del = Run("subflow del", {{"conn", "1a2b3c4d"}, {"ifname", "eth1"}});
+  EXPECT_EQ(del.error, "subflow del: subflows are not implemented yet");
+  EXPECT_EQ(emits_, 2);
+  EXPECT_EQ(Run("subflow add", {{"ifname", "eth1"}}).error, "missing or empty argument 'conn'");
+  EXPECT_EQ(Run("subflow add", {{"conn", "ab"}}).error, "missing or empty argument 'ifname'");
+}
+
+TEST(MptcpCommandJson, TokenParsing) {
+  EXPECT_EQ(ParseToken("1a2b3c4d"), 0x1a2b3c4du);
+  EXPECT_EQ(ParseToken("0x1A2B3C4D"), 0x1a2b3c4du);
+  EXPECT_EQ(ParseToken("7"), 7u);
+  EXPECT_FALSE(ParseToken(""));
+  EXPECT_FALSE(ParseToken("0x"));
+  EXPECT_FALSE(ParseToken("123456789"));
+  EXPECT_FALSE(ParseToken("12g4"));
+}
+
+TEST(MptcpCommandJson, SubflowAndHandoverStatus) {
+  mptcp::SubflowInfo s;
+  s.local_id = 1;
+  s.remote_id = 0;
+  s.tuple = {Ip("198.18.2.2"), Ip("198.18.3.2"), 40001, 5201};
+  s.ifname = "eth1";
+  s.state = mptcp::SubflowState::kEstablished;
+  s.active = true;
+  s.backup_local = true;
+  s.bytes_tx = 10;
+  s.bytes_rx = 20;
+  EXPECT_EQ(SubflowJson(s), (nlohmann::json{{"interface", "eth1"},
+                                            {"local", "198.18.2.2:40001"},
+                                            {"remote", "198.18.3.2:5201"},
+                                            {"state", "established"},
+                                            {"local_id", 1},
+                                            {"remote_id", 0},
+                                            {"initial", false},
+                                            {"active", true},
+                                            {"backup", true},
+                                            {"backup_remote", false},
+                                            {"bytes_tx", 10},
+                                            {"bytes_rx", 20}}));
+  mptcp::HandoverStatus h;
+  h.state = mptcp::HandoverState::kInProgress;
+  h.connections = 3;
+  h.moved = 1;
+  h.started = packet::Time{} + 1s;
+  auto j = HandoverStatusJson(h, packet::Time{} + 1250ms);
+  EXPECT_EQ(j["state"], "in-progress");
+  EXPECT_EQ(j["elapsed_ms"], 250);
+  EXPECT_TRUE(j["error"].is_null());
+  h.state = mptcp::HandoverState::kFailed;
+  h.finished = packet::Time{} + 1100ms;
+  h.error = "join refused";
+  j = HandoverStatusJson(h, packet::Time{} + 9s);
+  EXPECT_EQ(j["elapsed_ms"], 100);  // frozen at the end
+  EXPECT_EQ(j["error"], "join refused");
+  EXPECT_EQ(j["failed"], 0);
 }
 
 }  // namespace

@@ -7,29 +7,47 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "packet/tcp_packet.h"
+
 namespace mproxy::proxy {
 namespace {
 
-std::vector<uint8_t> Ipv4(const char* dst) {
+std::vector<uint8_t> Ipv4(const char* dst, const char* src = "198.18.2.2") {
   std::vector<uint8_t> p(40, 0);
   p[0] = 0x45;
   in_addr a{};
   inet_pton(AF_INET, dst, &a);
   std::memcpy(&p[16], &a, 4);
+  inet_pton(AF_INET, src, &a);
+  std::memcpy(&p[12], &a, 4);
   return p;
 }
 
-std::vector<uint8_t> Ipv6(const char* dst) {
+std::vector<uint8_t> Ipv6(const char* dst, const char* src = "2001:db8:2::2") {
   std::vector<uint8_t> p(60, 0);
   p[0] = 0x60;
   in6_addr a{};
   inet_pton(AF_INET6, dst, &a);
   std::memcpy(&p[24], &a, 16);
+  inet_pton(AF_INET6, src, &a);
+  std::memcpy(&p[8], &a, 16);
   return p;
+}
+
+TEST(ForgedDestination, SourceIsTakenFromTheHeader) {
+  // The source goes into IP_PKTINFO / IPV6_PKTINFO so that policy routing by source applies.
+  auto d4 = ForgedDestination(Ipv4("198.18.3.2", "198.18.2.2"), 0);
+  ASSERT_TRUE(d4.ok());
+  char buf[INET6_ADDRSTRLEN];
+  EXPECT_STREQ(inet_ntop(AF_INET, d4->source.data(), buf, sizeof(buf)), "198.18.2.2");
+  auto d6 = ForgedDestination(Ipv6("2001:db8:3::2", "2001:db8:2::2"), 0);
+  ASSERT_TRUE(d6.ok());
+  EXPECT_STREQ(inet_ntop(AF_INET6, d6->source.data(), buf, sizeof(buf)), "2001:db8:2::2");
 }
 
 TEST(ForgedDestination, Ipv4) {
@@ -182,6 +200,39 @@ TEST(RawSender, SendsBothFamiliesOverLoopback) {
   // Garbage is counted, not sent.
   EXPECT_FALSE((*sender)->Send({{0x10, 0x00}, 0}).ok());
   EXPECT_EQ((*sender)->counters().Get(RawCounter::kBadPacket), 1u);
+}
+
+// A real send, for tests/netns/routing_test.sh (skipped unless it sets the environment): forges a
+// TCP SYN from MPROXY_FORGE_SRC to MPROXY_FORGE_DST:MPROXY_FORGE_PORT through RawSender with
+// ifindex MPROXY_FORGE_IFINDEX (default 0), so the script can see which interface it leaves by.
+TEST(RawSenderLive, ForgedSynFromEnvironment) {
+  const char* src = std::getenv("MPROXY_FORGE_SRC");
+  const char* dst = std::getenv("MPROXY_FORGE_DST");
+  if (src == nullptr || dst == nullptr) GTEST_SKIP() << "MPROXY_FORGE_SRC/DST not set";
+  const char* port = std::getenv("MPROXY_FORGE_PORT");
+  const char* ifindex = std::getenv("MPROXY_FORGE_IFINDEX");
+  packet::FourTuple t;
+  auto s = packet::IpAddress::Parse(src);
+  auto d = packet::IpAddress::Parse(dst);
+  ASSERT_TRUE(s && d) << src << " " << dst;
+  t.src = *s;
+  t.dst = *d;
+  t.sport = 40000;
+  t.dport = static_cast<uint16_t>(port != nullptr ? std::atoi(port) : 9999);
+  packet::TcpHeader h;
+  h.sport = t.sport;
+  h.dport = t.dport;
+  h.seq = 1;
+  h.flags = 0x02;  // SYN
+  h.window = 1000;
+  auto pkt = packet::BuildTcpPacket(t, h, {}, {});
+  ASSERT_TRUE(pkt.ok()) << pkt.error().message;
+  auto sender = RawSender::Open({});
+  ASSERT_TRUE(sender.ok()) << sender.error().message;
+  packet::ForgedPacket f{std::move(pkt.value()),
+                         static_cast<uint32_t>(ifindex != nullptr ? std::atoi(ifindex) : 0)};
+  auto r = (*sender)->Send(f);
+  ASSERT_TRUE(r.ok()) << r.error().message;
 }
 
 }  // namespace

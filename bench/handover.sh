@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Handover bench (issue 4 case 5, seed §5.3-5.4 trials): the mobile host's plain-TCP client behind
+# mproxyd downloads from a native Linux MPTCP server over paths with 30 ms of delay each (the seed
+# added 30 ms to both paths; here the delay line on the router's egress towards the mobile host).
+#
+#   bench/handover.sh [BYTES]        (root; builds nothing: run scripts/setup.sh first)
+#
+# Prints, each against a baseline from the same run:
+#   make-before-break  the longest gap between two received chunks within 1 s of the handover,
+#                      next to the longest gap in the same transfer away from it and the path RTT
+#                      (target: no gap beyond one RTT + 10 ms)
+#   break-before-make  wlan0 goes down, `mproxyctl handover wlan0 eth1 --break` right after:
+#                      time from the link going down to the next received byte, with and without
+#                      SACK (the seed reports ~250 ms with SACK and ~4.4 s without)
+# and leaves the received-bytes-versus-time traces (CSV, plottable) in $MPROXY_BENCH_OUT
+# (default /tmp/mproxy-handover-bench).
+set -u
+MPROXY_SRC=${MPROXY_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
+MPROXY_BUILD=${MPROXY_BUILD:-$MPROXY_SRC/build}
+source "$MPROXY_SRC/tests/testbed/testbed.sh"
+source "$MPROXY_SRC/tests/netns/lib.sh"
+tb_require_root
+BYTES=${1:-$((48 * 1024 * 1024))}
+OUT=${MPROXY_BENCH_OUT:-/tmp/mproxy-handover-bench}
+mkdir -p "$OUT"
+DELAY_MS=30
+RATE=100mbit
+
+tb_create
+mptcp_sysctl server
+tb_exec server ip mptcp limits set subflows 2 add_addr_accepted 2
+for i in wlan0 eth1; do
+  tb_rate mobile "$i" "$RATE"
+  tb_rate router "r-$i" "$RATE"
+  tb_delay router "r-$i" "$DELAY_MS"
+done
+RTT_MS=$(tb_ping_stats mobile "$TB_SERVER4" -c 5 -i 0.2 | awk '{print $3}')
+
+# gaps TRACE T0: "longest gap within 1 s of T0 (ms)  longest gap elsewhere (ms)".
+gaps() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+rows = [tuple(map(float, l.split(","))) for l in open(sys.argv[1]).read().split("\n")[1:] if l]
+t0 = float(sys.argv[2])
+near = far = 0.0
+for (a, _), (b, _) in zip(rows, rows[1:]):
+    g = (b - a) * 1000
+    if a >= t0 - 1 and a <= t0 + 1:
+        near = max(near, g)
+    elif a > rows[0][0] + 0.5 and b < rows[-1][0] - 0.2:  # steady state, no slow start or FIN
+        far = max(far, g)
+print("%.1f %.1f" % (near, far))
+EOF
+}
+# recovery TRACE T0: ms from T0 to the first receive after it.
+recovery() {
+  python3 - "$1" "$2" <<'EOF'
+import sys
+rows = [tuple(map(float, l.split(","))) for l in open(sys.argv[1]).read().split("\n")[1:] if l]
+t0 = float(sys.argv[2])
+after = [t for t, _ in rows if t > t0]
+print("%.0f" % ((after[0] - t0) * 1000) if after else "none")
+EOF
+}
+
+run() {  # run NAME MODE: one download with a handover after 1/3 of it; prints its figures
+  local name=$1 mode=$2 t0 rc
+  proxy_start mobile hb --engine mptcp --ports 5201 --fail-policy closed --interfaces wlan0,eth1 \
+    >/dev/null || return 1
+  peer_server server "s_$name" --proto mptcp --send "$BYTES"
+  # --no-fin: Linux refuses joins once the peer half-closed, so the client keeps its side open.
+  tb_exec mobile python3 "$PEER" client --connect "$TB_SERVER4" --send 0 --no-fin \
+    --trace "$OUT/$name.csv" >"$TB_DIR/c_$name.json" &
+  local client=$!
+  sleep 0.3
+  while (($(proxy_ctl mobile hb -j conn show 2>/dev/null | python3 -c '
+import json, sys
+c = json.load(sys.stdin).get("connections", [])
+print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sleep 0.05; done
+  t0=$(date +%s.%N)
+  if [[ $mode == break ]]; then
+    tb_link mobile wlan0 down
+    proxy_ctl mobile hb handover wlan0 eth1 --break >"$TB_DIR/h_$name.txt" 2>&1
+  else
+    proxy_ctl mobile hb handover wlan0 eth1 >"$TB_DIR/h_$name.txt" 2>&1
+  fi
+  rc=$?
+  wait "$client"
+  peer_wait "s_$name" 300
+  proxy_stop hb >/dev/null
+  [[ $mode == break ]] && tb_link mobile wlan0 up
+  if ! check_transfer "c_$name" "s_$name" 1 server >/dev/null 2>&1; then
+    echo "$name: TRANSFER BROKEN ($(check_transfer "c_$name" "s_$name" 1 server 2>&1 | head -1))"
+    return 1
+  fi
+  [[ $rc == 0 ]] || echo "$name: mproxyctl handover exited $rc: $(cat "$TB_DIR/h_$name.txt")"
+  if [[ $mode == break ]]; then
+    echo "$name: recovery $(recovery "$OUT/$name.csv.0" "$t0") ms after wlan0 went down" \
+      "(mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
+  else
+    read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")
+    echo "$name: longest gap around the handover $near ms; elsewhere in the transfer $far ms;" \
+      "path RTT $RTT_MS ms (target <= RTT + 10 ms) (mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
+  fi
+}
+
+echo "mproxy handover bench: ${DELAY_MS} ms delay line and $RATE on each path, $((BYTES >> 20)) MiB download"
+run mbb make
+run bbm_sack break
+for n in mobile server; do tb_exec "$n" sysctl -qw net.ipv4.tcp_sack=0; done
+run bbm_nosack break
+echo "traces (time_s,bytes received): $OUT/*.csv.0"
+tb_finish >/dev/null

@@ -93,6 +93,8 @@ done
 check_stop mob
 tb_check "no mproxy chain left in the mobile namespace" \
   bash -c "! ip netns exec $(tb_ns mobile) iptables-save | grep -qi mpx"
-tb_check "no policy-routing rule of mproxy left in the mobile namespace" \
-  bash -c "! ip -n $(tb_ns mobile) rule show | grep -q 'lookup 0x4d5\|lookup 1975[0-9]'"
+# The daemon's rules and tables start at 0x4d50 = 19792 (mproxyd --rule-priority-base/--route-table-base).
+tb_check "no policy-routing rule or table of mproxy left in the mobile namespace" \
+  bash -c "! ip -n $(tb_ns mobile) rule show | grep -Eq '^1979[2-9]:|lookup 1979[2-9]' &&
+           ! ip -n $(tb_ns mobile) route show table all | grep -Eq 'table 1979[2-9]'"
 tb_finish

@@ -60,6 +60,9 @@ Aligned Align(packet::Bytes msg, uint16_t want_type1, uint16_t want_type2) {
   if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > msg.size()) return a;
   if (h.nlmsg_type != want_type1 && h.nlmsg_type != want_type2) return a;
   a.bytes.assign(msg.begin(), msg.begin() + h.nlmsg_len);
+  // libmnl walks attributes up to the *aligned* message end (mnl_nlmsg_get_payload_tail), so an
+  // unaligned nlmsg_len would let it read past the copy (found by rtnetlink_fuzz): pad with zeros.
+  a.bytes.resize(MNL_ALIGN(h.nlmsg_len), 0);
   a.nlh = reinterpret_cast<const nlmsghdr*>(a.bytes.data());
   return a;
 }
@@ -259,6 +262,10 @@ std::optional<Route> ParseRoute(packet::Bytes msg) {
       !opt_addr(RTA_PREFSRC, r.prefsrc)) {
     return std::nullopt;
   }
+  // A prefix length without its destination, or longer than the address, is not a route we can
+  // reproduce: read as a default route it would be copied as one (found by rtnetlink_fuzz).
+  const uint8_t bits = r.family == packet::IpFamily::kV4 ? 32 : 128;
+  if ((r.dst_len > 0 && !r.dst) || r.dst_len > bits) return std::nullopt;
   if (t->tb[RTA_OIF] != nullptr) {
     auto oif = U32(t->tb[RTA_OIF]);
     if (!oif) return std::nullopt;
@@ -284,7 +291,7 @@ std::optional<Rule> ParseRule(packet::Bytes msg) {
   r.action = frh.action;
   if (t->tb[FRA_SRC] != nullptr) {
     r.src = Address(t->tb[FRA_SRC], frh.family);
-    if (!r.src) return std::nullopt;
+    if (!r.src || frh.src_len > (r.family == packet::IpFamily::kV4 ? 32 : 128)) return std::nullopt;
     r.src_len = frh.src_len;
   }
   r.fwmark = U32(t->tb[FRA_FWMARK]);

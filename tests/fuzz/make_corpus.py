@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of packet_parse_fuzz and tcp_options_fuzz.
+"""Writes the seed corpora of the fuzzers (packets, TCP options, rtnetlink and NFQUEUE messages,
+control-protocol lines, MPTCP engine packet sequences).
 
 The packets are built here, independently of the C++ code (own checksum implementation), and
 look like what Linux sends: a SYN with MSS/SACK-permitted/timestamps/window scale, an IPv6 data
@@ -106,12 +107,116 @@ OPTION_SEEDS = {
 }
 
 
+# --- netlink (native byte order for headers, as the kernel sends them on this host) -------------
+
+def nlattr(kind, payload):
+    n = 4 + len(payload)
+    return struct.pack("=HH", n, kind) + payload + b"\0" * ((4 - n % 4) % 4)
+
+
+def nlmsg(kind, body, flags=0, seq=1):
+    return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+
+
+RTM_NEWLINK, RTM_NEWADDR, RTM_NEWROUTE, RTM_NEWRULE = 16, 20, 24, 32
+AF_INET, AF_INET6 = 2, 10
+
+RTNL_SEEDS = {
+    "link_wlan0": nlmsg(RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 2, 0x11043, 0)
+                        + nlattr(3, b"wlan0\0")),
+    "addr4": nlmsg(RTM_NEWADDR, struct.pack("=BBBBI", AF_INET, 24, 0x80, 0, 3)
+                   + nlattr(1, v4("198.18.2.2")) + nlattr(2, v4("198.18.2.2"))
+                   + nlattr(8, struct.pack("=I", 0x80))),
+    "addr6": nlmsg(RTM_NEWADDR, struct.pack("=BBBBI", AF_INET6, 64, 0x80, 0, 3)
+                   + nlattr(1, v6("2001:db8:2::2")) + nlattr(8, struct.pack("=I", 0x280))),
+    "route_default": nlmsg(RTM_NEWROUTE, struct.pack("=BBBBBBBBI", AF_INET, 0, 0, 0, 254, 4, 0, 1, 0)
+                           + nlattr(15, struct.pack("=I", 254)) + nlattr(6, struct.pack("=I", 200))
+                           + nlattr(5, v4("198.18.2.1")) + nlattr(4, struct.pack("=I", 3))),
+    "route_prefix6": nlmsg(RTM_NEWROUTE, struct.pack("=BBBBBBBBI", AF_INET6, 64, 0, 0, 254, 2, 253, 1, 0)
+                           + nlattr(15, struct.pack("=I", 254)) + nlattr(1, v6("2001:db8:2::"))
+                           + nlattr(4, struct.pack("=I", 3)) + nlattr(7, v6("2001:db8:2::2"))),
+    "rules": nlmsg(RTM_NEWRULE, struct.pack("=BBBBBBBBI", AF_INET, 0, 32, 0, 0, 0, 0, 1, 0)
+                   + nlattr(6, struct.pack("=I", 19793)) + nlattr(15, struct.pack("=I", 19793))
+                   + nlattr(2, v4("198.18.2.2")))
+             + nlmsg(RTM_NEWRULE, struct.pack("=BBBBBBBBI", AF_INET6, 0, 0, 0, 0, 0, 0, 1, 0)
+                     + nlattr(6, struct.pack("=I", 19793)) + nlattr(15, struct.pack("=I", 19793))
+                     + nlattr(10, struct.pack("=I", 0x20000)) + nlattr(16, struct.pack("=I", 0xff0000))),
+    "ack_done": nlmsg(2, struct.pack("=i", 0) + struct.pack("=IHHII", 36, RTM_NEWRULE, 5, 7, 0))
+                + nlmsg(2, struct.pack("=i", -17) + struct.pack("=IHHII", 36, RTM_NEWROUTE, 5, 8, 0))
+                + nlmsg(3, struct.pack("=i", 0)),
+}
+
+
+def nfq_packet(pkt, hook, skb_info=0, cap_len=None, mark=0):
+    hdr = struct.pack("!IHB", 7, 0x0800 if pkt[0] >> 4 == 4 else 0x86DD, hook)
+    body = struct.pack("!BBH", AF_INET, 0, 0)  # nfgenmsg: family, version, res_id
+    body += nlattr(1, hdr) + nlattr(3, struct.pack("!I", mark)) + nlattr(5, struct.pack("!I", 2))
+    body += nlattr(14, struct.pack("!I", skb_info))
+    if cap_len is not None:
+        body += nlattr(13, struct.pack("!I", cap_len))
+    body += nlattr(10, pkt)
+    return nlmsg((3 << 8) | 0, body)
+
+
+def control_seeds():
+    return {
+        "req_stats": b'{"v":1,"command":"stats","args":{}}\n',
+        "req_handover": b'{"v":1,"command":"handover","args":{"from":"wlan0","to":"eth1","break":true,"conn":"1a2b3c4d"}}',
+        "resp_ok": b'{"v":1,"ok":true,"data":{"connections":[{"bytes_rx":1,"subflows":[{"interface":"eth1"}]}]}}',
+        "resp_err": b'{"v":1,"ok":false,"error":"handover: interface usb0 is gone \\u00e9"}\n',
+        "bad": b'{"v":2,"command":5,"args":[]}',
+    }
+
+
+# --- mptcp_engine_fuzz: records (op, [len16, packet]) of one active-open connection ------------
+
+def engine_seeds():
+    import hashlib
+    key_b = 0x0102030405060708
+    idsn_b = int.from_bytes(hashlib.sha256(key_b.to_bytes(8, "big")).digest()[24:], "big")
+    loc, rem = "198.18.1.2", "198.18.3.2"
+    ts = bytes([1, 1, 8, 10]) + struct.pack("!II", 1000, 2000)
+
+    def out(seq, ack, flags, opts=b"", payload=b""):
+        return ipv4(loc, rem, lambda ph: tcp(40000, 5201, seq, ack, flags, 502, opts, payload, ph))
+
+    def inn(seq, ack, flags, opts=b"", payload=b""):
+        return ipv4(rem, loc, lambda ph: tcp(5201, 40000, seq, ack, flags, 509, opts, payload, ph))
+
+    def rec(op, pkt):
+        return bytes([op]) + struct.pack("!H", len(pkt)) + pkt
+
+    syn_opts = bytes([2, 4, 0x05, 0xB4, 4, 2, 8, 10]) + struct.pack("!II", 1000, 0) + bytes([1, 3, 3, 7])
+    mpc_synack = bytes([30, 12, 0x01, 0x01]) + key_b.to_bytes(8, "big")
+    dss_in = bytes([30, 22, 0x20, 0x05]) + struct.pack("!I", 0) + struct.pack("!QIH", idsn_b + 1, 1, 100) + bytes([1, 1])
+    handshake = (rec(0x00, out(1000, 0, 0x02, syn_opts))
+                 + rec(0x40, inn(5000, 1001, 0x12, bytes([2, 4, 0x05, 0xB4]) + mpc_synack))
+                 + rec(0x00, out(1001, 5001, 0x10, ts)))
+    data = (rec(0x00, out(1001, 5001, 0x18, ts, b"x" * 200))
+            + rec(0x40, inn(5001, 1201, 0x18, ts + dss_in, b"y" * 100))
+            + rec(0x20, out(1201, 5101, 0x18, ts, b"z" * 3000)))
+    return {
+        "handshake_data": handshake + data,
+        "handover_mbb": handshake + data + bytes([0xC0, 0x88]) + rec(0x00, out(4201, 5101, 0x18, ts, b"w" * 64)),
+        "handover_bbm_fin": handshake + data + bytes([0xC1, 0x90, 0xC2]) + rec(0x00, out(4201, 5101, 0x11, ts)),
+        "passive_syn": rec(0x40, inn(7000, 0, 0x02, syn_opts[:-4] + bytes([30, 4, 0x01, 0x81]))) + bytes([0xBF]),
+    }
+
+
 def main():
     if "--hex" in sys.argv:
         for name, pkt in PACKETS.items():
             print(name, pkt.hex())
         return
-    for sub, items in (("packet_parse_fuzz", PACKETS), ("tcp_options_fuzz", OPTION_SEEDS)):
+    nfq = {
+        "out_syn": nfq_packet(PACKETS["ipv4_syn"], 3),
+        "in_gso_csum": nfq_packet(PACKETS["ipv6_ext_data"], 0, skb_info=3),
+        "truncated": nfq_packet(PACKETS["ipv4_data"], 0, cap_len=9000, mark=0x42),
+    }
+    for sub, items in (("packet_parse_fuzz", PACKETS), ("tcp_options_fuzz", OPTION_SEEDS),
+                       ("rtnetlink_fuzz", RTNL_SEEDS), ("nfqueue_message_fuzz", nfq),
+                       ("control_protocol_fuzz", control_seeds()),
+                       ("mptcp_engine_fuzz", engine_seeds())):
         d = os.path.join(HERE, "corpus", sub)
         os.makedirs(d, exist_ok=True)
         for name, data in items.items():

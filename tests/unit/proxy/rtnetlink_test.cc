@@ -168,6 +168,16 @@ TEST(Rtnetlink, MalformedAddressAttributeRefusesTheRoute) {
   EXPECT_FALSE(ParseRoute(bad));
 }
 
+TEST(Rtnetlink, PrefixLengthWithoutItsDestinationRefusesTheRoute) {
+  // Read as a default route it would be copied as one (found by rtnetlink_fuzz).
+  auto bad = Hex(kRoute4Default);
+  ASSERT_TRUE(ParseRoute(bad));
+  bad[17] = 24;  // rtm_dst_len, but no RTA_DST
+  EXPECT_FALSE(ParseRoute(bad));
+  bad[17] = 33;  // longer than an IPv4 address
+  EXPECT_FALSE(ParseRoute(bad));
+}
+
 TEST(Rtnetlink, BuildsRuleRequestGolden) {
   Rule r;
   r.family = packet::IpFamily::kV4;

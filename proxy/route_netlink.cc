@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include "proxy/rtnetlink.h"
 #include "proxy/sys.h"
@@ -68,7 +69,7 @@ size_t MnlRouteNetlink::DrainMonitor() {
 }
 
 Result<void> MnlRouteNetlink::Exchange(const std::vector<uint8_t>& request, bool dump,
-                                       std::vector<std::vector<uint8_t>>* out) {
+                                       std::vector<std::vector<uint8_t>>* out, bool* interrupted) {
   std::vector<uint8_t> msg = request;
   if (msg.size() < sizeof(nlmsghdr)) return MakeError("rtnetlink: request too short", EINVAL);
   const uint32_t seq = ++seq_;
@@ -90,6 +91,7 @@ Result<void> MnlRouteNetlink::Exchange(const std::vector<uint8_t>& request, bool
       std::memcpy(&mh, m.data(), sizeof(mh));
       // Answers to an earlier request that timed out are skipped, never taken for ours.
       if (mh.nlmsg_seq != seq || mh.nlmsg_pid != portid) continue;
+      if ((mh.nlmsg_flags & NLM_F_DUMP_INTR) != 0 && interrupted != nullptr) *interrupted = true;
       const rtnl::ReplyStatus st = rtnl::StatusOf(m);
       if (st.error) {
         if (*st.error == 0) return {};
@@ -103,13 +105,24 @@ Result<void> MnlRouteNetlink::Exchange(const std::vector<uint8_t>& request, bool
 
 Result<std::vector<std::vector<uint8_t>>> MnlRouteNetlink::Dump(
     const std::vector<uint8_t>& request) {
-  std::vector<std::vector<uint8_t>> out;
-  if (auto r = Exchange(request, true, &out); !r) return r.error();
-  return out;
+  // The kernel flags a dump that raced a change (NLM_F_DUMP_INTR): it may miss or repeat entries,
+  // and a route missing from it would be deleted from our table copy. Dump again.
+  constexpr int kAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    std::vector<std::vector<uint8_t>> out;
+    bool interrupted = false;
+    if (auto r = Exchange(request, true, &out, &interrupted); !r) return r.error();
+    if (!interrupted) return out;
+    if (attempt == kAttempts) {
+      return MakeError("rtnetlink dump: interrupted by changes " + std::to_string(kAttempts) +
+                           " times in a row",
+                       EINTR);
+    }
+  }
 }
 
 Result<void> MnlRouteNetlink::Change(const std::vector<uint8_t>& request) {
-  return Exchange(request, false, nullptr);
+  return Exchange(request, false, nullptr, nullptr);
 }
 
 }  // namespace mproxy::proxy

@@ -49,8 +49,9 @@ class MnlRouteNetlink final : public RouteNetlink {
   MnlRouteNetlink() = default;
   // Sends `request` with our next sequence number and reads the answer up to NLMSG_DONE (dump:
   // its messages go to `out`) or the NLMSG_ERROR (ack: 0 is success, else the errno).
+  // `interrupted` is set when a dump message carries NLM_F_DUMP_INTR (the dump raced a change).
   Result<void> Exchange(const std::vector<uint8_t>& request, bool dump,
-                        std::vector<std::vector<uint8_t>>* out);
+                        std::vector<std::vector<uint8_t>>* out, bool* interrupted);
 
   mnl_socket* req_ = nullptr;
   mnl_socket* mon_ = nullptr;

@@ -118,7 +118,13 @@ namespace mproxy::mptcp {
   X(kMultiFallback, "MpMultiFallback")           /* fallback signal with joins: dropped */  \
   X(kHandoverStarted, "MpHandoverStarted")                                                  \
   X(kHandoverMoved, "MpHandoverMoved")           /* a connection's sending moved */         \
-  X(kHandoverFailed, "MpHandoverFailed")         /* a connection's handover failed */
+  X(kHandoverFailed, "MpHandoverFailed")         /* a connection's handover failed */    \
+  X(kHandoverSuperseded, "MpHandoverSuperseded") /* a later request took over the join */ \
+  X(kRxOutOfOrder, "MpRxOutOfOrder")             /* segment above a hole on its subflow */ \
+  X(kDupAckTx, "MpDupAckTx")                     /* duplicate ACK forged on a holed subflow */ \
+  X(kRxDupAckTx, "MpRxDupAckTx")                 /* ACK answering an old retransmission */ \
+  X(kSackTx, "MpSackTx")                         /* subflow SACK blocks sent */           \
+  X(kSackRoom, "MpSackRoom")                     /* SACK blocks left out: no option room */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

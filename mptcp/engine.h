@@ -212,6 +212,10 @@ class Engine final : public packet::Engine {
   uint8_t AddressId(const Connection& c, const packet::IpAddress& a);
   const LocalInterface* InterfaceByName(std::string_view name) const;
   const LocalInterface* InterfaceOf(const packet::IpAddress& a) const;
+  // Whether `a` is or was an address of interface `name`: a link that went down loses its
+  // addresses from the list the daemon passes in, but a break-before-make away from it must
+  // still find the subflows that used them.
+  [[nodiscard]] bool WasOn(std::string_view name, const packet::IpAddress& a) const;
   Connection* ConnectionByToken(uint32_t token);
   Result<Subflow*> OpenJoin(packet::Time now, Connection& c, const LocalInterface& iface,
                             bool backup, packet::Actions& actions);
@@ -257,6 +261,7 @@ class Engine final : public packet::Engine {
   std::unordered_set<uint32_t> local_tokens_;
   std::set<std::pair<packet::Time, Connection*>> timers_;
   std::vector<LocalInterface> interfaces_;
+  std::map<std::string, std::vector<packet::IpAddress>, std::less<>> known_addresses_;
   std::unordered_map<packet::FourTuple, WireRef> wire_;  // join subflows, local -> remote
   std::map<packet::IpAddress, uint8_t> address_ids_;     // our address IDs (>= 1, stable)
   std::map<uint64_t, HandoverJob> handovers_;

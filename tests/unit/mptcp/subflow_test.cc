@@ -332,7 +332,8 @@ TEST_F(SubflowTest, HandoverForgesMpJoinSynGolden) {
   EXPECT_EQ(join_syn_.tcp.flags, tcp_flags::kSyn);
   EXPECT_EQ(join_syn_.options.Mss(), 1460 - 28);
   EXPECT_EQ(join_syn_.options.WindowScale(), kLocalWs);  // the local stack's shift
-  EXPECT_FALSE(join_syn_.options.SackPermitted());
+  // The local stack offered SACK; the engine writes the join's SACK blocks itself.
+  EXPECT_TRUE(join_syn_.options.SackPermitted());
   ASSERT_TRUE(join_syn_.options.Timestamps());
   // Interop §1.3: 1e 0c 1b ID | Token-B | R-A; our address ID for wlan0's address is 1.
   ASSERT_EQ(join_syn_.mptcp_raw.size(), 1u);

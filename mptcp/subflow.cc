@@ -919,7 +919,12 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
       if (InHandshake(sf)) continue;
       // What arrived in order on the subflow (rx_san, NoteReceived), or further where the local
       // stack's DATA_ACK covers bytes this subflow's mappings carry (delivered another way).
-      uint64_t san = std::max(sf.rx_san, sf.recv.AckedPrefix(sf.rx_san, data_limit));
+      // Never beyond the highest SSN received: a bulk mapping (Linux maps up to 64 KiB at once)
+      // covers bytes the peer has not sent on this subflow yet, whose data the local stack may
+      // already have from another subflow (a reinjection after break-before-make), and an ACK
+      // above the peer's SND.NXT is ignored (RFC 9293 §3.10.7.4), which stalls the subflow.
+      uint64_t san = std::max(
+          sf.rx_san, std::min(sf.recv.AckedPrefix(sf.rx_san, data_limit), sf.rx_ssn_high));
       // A subflow FIN is acknowledged once the DATA_FIN is (RFC 8684 §3.3.3), or at once when the
       // peer closed only this subflow.
       if (sf.rx_sfin && san == *sf.rx_sfin &&

@@ -95,7 +95,11 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
   fi
   [[ $rc == 0 ]] || echo "$name: mproxyctl handover exited $rc: $(cat "$TB_DIR/h_$name.txt")"
   if [[ $mode == break ]]; then
-    echo "$name: recovery $(recovery "$OUT/$name.csv.0" "$t0") ms after wlan0 went down" \
+    # The first byte after T0 is often one already in flight; the longest gap around T0 is the
+    # stall the break actually caused.
+    read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")
+    echo "$name: recovery $(recovery "$OUT/$name.csv.0" "$t0") ms after wlan0 went down;" \
+      "longest gap around it $near ms (elsewhere $far ms)" \
       "(mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
   else
     read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")

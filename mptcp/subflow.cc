@@ -818,6 +818,15 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (conns_.contains(c.tuple)) MaybeCloseMulti(now, c);
       return;
     case SubflowState::kClosed:
+      if (c.multi && p.payload_len > 0 && !syn && !rst) {
+        // Data the peer sent before it learnt that we left this subflow (break-before-make away
+        // from a path that still works, e.g. `handover A B` then `handover B A --break`): its
+        // mapping is known, so it still reaches the local stack instead of waiting for the
+        // peer's reinjection (seed §5.4). Nothing is sent on the subflow for it.
+        counters_.Inc(Counter::kSubflowClosedData);
+        InboundMulti(now, c, sf, p, opts, out, actions);
+        return;
+      }
       counters_.Inc(Counter::kSubflowClosedPackets);
       return;
   }

@@ -953,6 +953,33 @@ TEST_F(SubflowTest, DuplicateAcksAndSackGoToTheSubflowWithTheHole) {
   EXPECT_TRUE(old_acked);
 }
 
+// `handover eth0 wlan0`, then `handover wlan0 eth0 --break` while wlan0 still works: what the peer
+// had already sent on the join still reaches the local stack (its mapping is known), instead of
+// being dropped until the peer reinjects it.
+TEST_F(SubflowTest, DataOnASubflowLeftByBreakBeforeMakeIsStillDelivered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  Actions a;
+  ASSERT_TRUE(engine_
+                  .StartHandover(now_,
+                                 HandoverRequest{"wlan0", "eth0", HandoverMode::kBreakBeforeMake, {}},
+                                 a)
+                  .ok());
+  Collect(a);
+  TakeForged();
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .ts = TimestampsOption{90002, 1003},
+                  .mptcp = {PeerDss(100, {{100, 700}}, 0)},
+                  .payload = Payload(700, 9)});
+  EXPECT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(d.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowClosedData), 1u);
+  for (auto& f : TakeForged()) EXPECT_NE(f.tuple, w);  // nothing is sent on the left subflow
+}
+
 TEST_F(SubflowTest, HandoverWithoutConnectionsIsDoneAtOnce) {
   Actions a;
   auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);

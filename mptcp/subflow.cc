@@ -108,11 +108,12 @@ size_t AddSubflowSack(packet::TcpOptionList& opts, const Subflow& sf) {
   for (auto it = sf.rx_ooo.rbegin(); it != sf.rx_ooo.rend() && n < b.size(); ++it) {
     b[n++] = packet::SackBlock{WireOf(sf.rx_isn, it->first), WireOf(sf.rx_isn, it->second)};
   }
+  // Next to timestamps and a DSS DATA_ACK two blocks fit only without the padding NOPs (10 + 12
+  // + 18 = 40 bytes): drop those before dropping a block (older holes matter for the sender's
+  // scoreboard, RFC 2018 §4).
   for (; n > 0; --n) {
     if (opts.AddSack(std::span<const packet::SackBlock>(b.data(), n))) return n;
-  }
-  opts.RemoveAll(tcp_opt::kNop);  // the padding NOPs make room for one more block
-  for (n = std::min(sf.rx_ooo.size(), b.size()); n > 0; --n) {
+    opts.RemoveAll(tcp_opt::kNop);
     if (opts.AddSack(std::span<const packet::SackBlock>(b.data(), n))) return n;
   }
   return 0;

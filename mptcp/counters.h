@@ -125,7 +125,11 @@ namespace mproxy::mptcp {
   X(kDupAckTx, "MpDupAckTx")                     /* duplicate ACK forged on a holed subflow */ \
   X(kRxDupAckTx, "MpRxDupAckTx")                 /* ACK answering an old retransmission */ \
   X(kSackTx, "MpSackTx")                         /* subflow SACK blocks sent */           \
-  X(kSackRoom, "MpSackRoom")                     /* SACK blocks left out: no option room */
+  X(kSackRoom, "MpSackRoom")                     /* SACK blocks left out: no option room */ \
+  X(kAddAddrRx, "MpAddAddrRx")                   /* peer's ADD_ADDR, HMAC valid: echoed */ \
+  X(kAddAddrBadHmac, "MpAddAddrBadHmac")         /* peer's ADD_ADDR, HMAC wrong: ignored */ \
+  X(kAddAddrEchoTx, "MpAddAddrEchoTx")                                                      \
+  X(kAddAddrEchoRx, "MpAddAddrEchoRx")           /* an echo (we announce nothing): ignored */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

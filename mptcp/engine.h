@@ -189,8 +189,13 @@ class Engine final : public packet::Engine {
   bool Emit(packet::TcpPacket& p, packet::PacketOut& out);
   void SendSubflowFin(packet::Time now, Connection& c, packet::Actions& actions);
   void SendSubflowAck(Connection& c, packet::Actions& actions);
+  // The peer's ADD_ADDR (RFC 8684 §3.4.1, interop §1.5): a valid one is echoed on the subflow it
+  // came on (`sf`; null: the initial subflow on the single-path fast path), an invalid HMAC is
+  // counted and ignored, like Linux.
+  void OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Actions& actions);
   [[nodiscard]] std::optional<std::vector<uint8_t>> Forge(const Connection& c, uint32_t seq,
-                                                          uint8_t flags);
+                                                          uint8_t flags,
+                                                          const Option* extra = nullptr);
   void Schedule(Connection& c, packet::Time when);
   void Erase(Connection& c);
 

@@ -1150,6 +1150,7 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     out.verdict = packet::Verdict::kDrop;
     return;
   }
+  if (opts.add_addr && !rst && Alive(sf) && !sf.gone) OnAddAddr(c, &sf, *opts.add_addr, actions);
   bool fastclose = false;
   if (opts.mp_fastclose) {
     if (opts.mp_fastclose->receiver_key == c.local_key) {

@@ -980,6 +980,48 @@ TEST_F(SubflowTest, DataOnASubflowLeftByBreakBeforeMakeIsStillDelivered) {
   for (auto& f : TakeForged()) EXPECT_NE(f.tuple, w);  // nothing is sent on the left subflow
 }
 
+// RFC 8684 §3.4.1, interop §1.5: a valid ADD_ADDR (Linux: on a pure ACK, no DSS) is echoed with
+// E=1 and no HMAC next to a DSS DATA_ACK; one with a wrong HMAC is counted and ignored.
+TEST_F(SubflowTest, AddAddrIsEchoedAndABadHmacIgnored) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  AddAddr a;
+  a.address_id = 1;
+  a.address = Addr("198.18.4.2");
+  auto h = AddAddrHmac(kKeyB, key_a_, 1, a.address.bytes(), 0);
+  ASSERT_TRUE(h.ok());
+  a.hmac = h.value() ^ 1;
+  Seen bad = In({.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5011, 1003},
+                 .mptcp = {a}});
+  EXPECT_EQ(bad.verdict, Verdict::kDrop);  // signalling, not for the local stack
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrBadHmac), 1u);
+  a.hmac = h.value();
+  (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5012, 1003},
+            .mptcp = {a}});
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_TRUE(f[0].checksum_ok);
+  ASSERT_TRUE(f[0].mp.add_addr && f[0].mp.dss && f[0].mp.dss->data_ack);
+  EXPECT_TRUE(f[0].mp.add_addr->echo);
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  // Interop §1.5 example form: 1e 08 31 01 c6 12 04 02.
+  EXPECT_EQ(f[0].mptcp_raw[1], (std::vector<uint8_t>{0x1e, 0x08, 0x31, 0x01, 198, 18, 4, 2}));
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrRx), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrEchoTx), 1u);
+  // After a handover the echo goes on the subflow the ADD_ADDR came on.
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90002, 1003},
+               .mptcp = {a}});
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  ASSERT_TRUE(f[0].mp.add_addr);
+  EXPECT_TRUE(f[0].mp.add_addr->echo);
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrEchoTx), 2u);
+}
+
 TEST_F(SubflowTest, HandoverWithoutConnectionsIsDoneAtOnce) {
   Actions a;
   auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);

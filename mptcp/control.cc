@@ -87,7 +87,8 @@ void Engine::SetInterfaces(std::vector<LocalInterface> interfaces) {
 
 bool Engine::WasOn(std::string_view name, const packet::IpAddress& a) const {
   if (const LocalInterface* i = InterfaceByName(name);
-      i != nullptr && std::find(i->addresses.begin(), i->addresses.end(), a) != i->addresses.end()) {
+      i != nullptr &&
+      std::find(i->addresses.begin(), i->addresses.end(), a) != i->addresses.end()) {
     return true;
   }
   auto it = known_addresses_.find(name);

@@ -970,8 +970,8 @@ void Engine::MaybeClose(Time now, Connection& c) {
 // ---------------------------------------------------------------------------------------------
 // Forged segments.
 
-std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t seq,
-                                                  uint8_t flags, const Option* extra) {
+std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t seq, uint8_t flags,
+                                                  const Option* extra) {
   packet::TcpHeader h;
   h.sport = c.tuple.sport;
   h.dport = c.tuple.dport;
@@ -1047,8 +1047,9 @@ void Engine::OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Act
       // IPv6 next to timestamps: a 32-bit DATA_ACK leaves room (10 + 8 + 20 bytes).
       Dss dss;
       dss.data_ack = DssDataAck{(c.remote_idsn + 1 + c.rx_dan) & 0xffffffffu, false};
-      ok = ForgeOn(c, *sf, tcp_flags::kAck, WireOf(sf->tx_isn, sf->tx_ssn_next + (sf->sfin_sent ? 1 : 0)),
-                   {dss, echo}, actions, /*with_data_ack=*/false);
+      ok = ForgeOn(c, *sf, tcp_flags::kAck,
+                   WireOf(sf->tx_isn, sf->tx_ssn_next + (sf->sfin_sent ? 1 : 0)), {dss, echo},
+                   actions, /*with_data_ack=*/false);
     } else {
       ok = ForgeOn(c, *sf, tcp_flags::kAck,
                    WireOf(sf->tx_isn, sf->tx_ssn_next + (sf->sfin_sent ? 1 : 0)), {echo}, actions);
@@ -1057,8 +1058,8 @@ void Engine::OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Act
     return;
   }
   const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
-                       : c.tx_fin             ? WireOf(c.tx_isn, *c.tx_fin)
-                                              : WireOf(c.tx_isn, c.tx_high);
+                       : c.tx_fin                 ? WireOf(c.tx_isn, *c.tx_fin)
+                                                  : WireOf(c.tx_isn, c.tx_high);
   const Option opt{echo};
   if (auto pkt = Forge(c, seq, tcp_flags::kAck, &opt)) {
     actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});

@@ -933,8 +933,8 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
       // covers bytes the peer has not sent on this subflow yet, whose data the local stack may
       // already have from another subflow (a reinjection after break-before-make), and an ACK
       // above the peer's SND.NXT is ignored (RFC 9293 §3.10.7.4), which stalls the subflow.
-      uint64_t san = std::max(
-          sf.rx_san, std::min(sf.recv.AckedPrefix(sf.rx_san, data_limit), sf.rx_ssn_high));
+      uint64_t san =
+          std::max(sf.rx_san, std::min(sf.recv.AckedPrefix(sf.rx_san, data_limit), sf.rx_ssn_high));
       // A subflow FIN is acknowledged once the DATA_FIN is (RFC 8684 §3.3.3), or at once when the
       // peer closed only this subflow.
       if (sf.rx_sfin && san == *sf.rx_sfin &&

@@ -823,8 +823,8 @@ TEST_F(SubflowTest, BreakBeforeMakeRetransmitsOnTheNewSubflow) {
 // REMOVE_ADDR, the peer kept sending on the dead path).
 TEST_F(SubflowTest, BreakBeforeMakeFindsTheSubflowsOfADownedInterface) {
   ASSERT_NO_FATAL_FAILURE(Establish());
-  engine_.SetInterfaces({LocalInterface{"eth0", kIfEth, {}},
-                         LocalInterface{"wlan0", kIfWlan, {Addr("198.18.2.2")}}});
+  engine_.SetInterfaces(
+      {LocalInterface{"eth0", kIfEth, {}}, LocalInterface{"wlan0", kIfWlan, {Addr("198.18.2.2")}}});
   const FourTuple w = JoinAndHandover(HandoverMode::kBreakBeforeMake);
   bool rm = false;
   for (auto& f : TakeForged()) rm = rm || (f.tuple == w && f.mp.remove_addr);
@@ -877,7 +877,8 @@ TEST_F(SubflowTest, SubflowAckNeverPassesTheHighestSsnReceived) {
                   .payload = Payload(1000, 5)});
   ASSERT_EQ(d.verdict, Verdict::kAccept);
   EXPECT_EQ(d.tcp.seq, kIsnB + 101);
-  Seen ack = Out({.seq = kIsnA + 101, .ack = kIsnB + 101 + 5000, .ts = TimestampsOption{1004, 90002}});
+  Seen ack =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101 + 5000, .ts = TimestampsOption{1004, 90002}});
   ASSERT_EQ(ack.tuple, w);
   EXPECT_EQ(ack.tcp.ack, kIsnJ + 1 + 1000);
   for (auto& f : TakeForged()) {
@@ -939,7 +940,8 @@ TEST_F(SubflowTest, DuplicateAcksAndSackGoToTheSubflowWithTheHole) {
             .ts = TimestampsOption{5030, 1003},
             .mptcp = {PeerDss(100, {{100, 1000}}, 100)},
             .payload = Payload(1000, 8)});
-  Seen cum = Out({.seq = kIsnA + 101, .ack = kIsnB + 101 + 2500, .ts = TimestampsOption{1005, 5030}});
+  Seen cum =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101 + 2500, .ts = TimestampsOption{1005, 5030}});
   all = TakeForged();
   all.push_back(cum);
   bool old_acked = false;
@@ -961,9 +963,8 @@ TEST_F(SubflowTest, DataOnASubflowLeftByBreakBeforeMakeIsStillDelivered) {
   const FourTuple w = JoinAndHandover();
   Actions a;
   ASSERT_TRUE(engine_
-                  .StartHandover(now_,
-                                 HandoverRequest{"wlan0", "eth0", HandoverMode::kBreakBeforeMake, {}},
-                                 a)
+                  .StartHandover(
+                      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kBreakBeforeMake, {}}, a)
                   .ok());
   Collect(a);
   TakeForged();
@@ -990,14 +991,14 @@ TEST_F(SubflowTest, AddAddrIsEchoedAndABadHmacIgnored) {
   auto h = AddAddrHmac(kKeyB, key_a_, 1, a.address.bytes(), 0);
   ASSERT_TRUE(h.ok());
   a.hmac = h.value() ^ 1;
-  Seen bad = In({.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5011, 1003},
-                 .mptcp = {a}});
+  Seen bad = In(
+      {.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5011, 1003}, .mptcp = {a}});
   EXPECT_EQ(bad.verdict, Verdict::kDrop);  // signalling, not for the local stack
   EXPECT_TRUE(TakeForged().empty());
   EXPECT_EQ(engine_.counter(Counter::kAddAddrBadHmac), 1u);
   a.hmac = h.value();
-  (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5012, 1003},
-            .mptcp = {a}});
+  (void)In(
+      {.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5012, 1003}, .mptcp = {a}});
   auto f = TakeForged();
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].tuple, LocalTuple());
@@ -1012,7 +1013,9 @@ TEST_F(SubflowTest, AddAddrIsEchoedAndABadHmacIgnored) {
   // After a handover the echo goes on the subflow the ADD_ADDR came on.
   const FourTuple w = JoinAndHandover();
   TakeForged();
-  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90002, 1003},
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90002, 1003},
                .mptcp = {a}});
   f = TakeForged();
   ASSERT_EQ(f.size(), 1u);

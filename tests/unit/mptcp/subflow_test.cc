@@ -1025,6 +1025,40 @@ TEST_F(SubflowTest, AddAddrIsEchoedAndABadHmacIgnored) {
   EXPECT_EQ(engine_.counter(Counter::kAddAddrEchoTx), 2u);
 }
 
+// Two holes on the old subflow: both SACK blocks fit next to timestamps and the DSS once the
+// padding NOPs go (10 + 12 + 18 = 40 bytes), most recent first (RFC 2018 §4).
+TEST_F(SubflowTest, TwoSackBlocksFitNextToTimestampsAndDss) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)JoinAndHandover();
+  TakeForged();
+  for (uint64_t off : {1100, 2100}) {  // 100..1100 and 1600..2100 lost
+    Seen late = In({.seq = kIsnB + 1 + static_cast<uint32_t>(off),
+                    .ack = kIsnA + 101,
+                    .ts = TimestampsOption{5020, 1003},
+                    .mptcp = {PeerDss(100, {{off, 500}}, static_cast<uint32_t>(off))},
+                    .payload = Payload(500, 6)});
+    ASSERT_EQ(late.verdict, Verdict::kAccept);
+  }
+  Seen dup = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .ts = TimestampsOption{1004, 5020}});
+  std::vector<Seen> all = TakeForged();
+  all.push_back(dup);
+  bool seen = false;
+  for (auto& s : all) {
+    if (s.tuple != LocalTuple()) continue;
+    seen = true;
+    EXPECT_TRUE(s.checksum_ok);
+    EXPECT_TRUE(s.options.Timestamps());
+    ASSERT_TRUE(s.mp.dss && s.mp.dss->data_ack);
+    std::array<SackBlock, 4> b{};
+    ASSERT_EQ(s.options.SackBlocks(b), 2u);
+    EXPECT_EQ(b[0].left, kIsnB + 1 + 2100);
+    EXPECT_EQ(b[0].right, kIsnB + 1 + 2600);
+    EXPECT_EQ(b[1].left, kIsnB + 1 + 1100);
+    EXPECT_EQ(b[1].right, kIsnB + 1 + 1600);
+  }
+  EXPECT_TRUE(seen);
+}
+
 TEST_F(SubflowTest, HandoverWithoutConnectionsIsDoneAtOnce) {
   Actions a;
   auto id = engine_.StartHandover(now_, HandoverRequest{"eth0", "wlan0", {}, {}}, a);

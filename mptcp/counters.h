@@ -116,6 +116,7 @@ namespace mproxy::mptcp {
   X(kSubflowRstRx, "MpSubflowRstRx")             /* peer reset one subflow */               \
   X(kSubflowClosedPackets, "MpSubflowClosedPackets") /* for a closed subflow: dropped */    \
   X(kSubflowClosedData, "MpSubflowClosedData")   /* data on a subflow we left: delivered */ \
+  X(kGoneSubflowAckTx, "MpGoneSubflowAckTx")     /* ...and acknowledged on it */          \
   X(kMultiFallback, "MpMultiFallback")           /* fallback signal with joins: dropped */  \
   X(kHandoverStarted, "MpHandoverStarted")                                                  \
   X(kHandoverMoved, "MpHandoverMoved")           /* a connection's sending moved */         \

@@ -1335,6 +1335,14 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       c.rx_dsn_high = tsn_off + len;
     }
     if (c.rx_data_fin && tsn_off + len == *c.rx_data_fin) deliver_fin = true;
+    if (sf.gone && sf.rx_san > sf.rx_san_sent &&
+        ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+      // Data on a subflow we left (break-before-make, or removed): the path works after all and
+      // the peer still has to drain what it queued there (its REMOVE_ADDR handling shuts the
+      // subflow down behind that data). Without ACKs its window never opens and the rest waits
+      // for the peer's MPTCP-level retransmission timer. Only ACKs go out on it, no data.
+      counters_.Inc(Counter::kGoneSubflowAckTx);
+    }
   } else if (dss != nullptr && dss->data_fin && c.rx_data_fin) {
     p.tcp.seq = WireOf(c.rx_isn, *c.rx_data_fin);
     deliver_fin = true;
@@ -1364,6 +1372,13 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (was_active) SelectActive(c);
     } else if (c.tx_fin_acked && !sf.sfin_sent && sf.state == SubflowState::kEstablished) {
       SendFinOn(now, c, sf, actions);  // our DATA_FIN is done: this subflow closes too
+    } else if (sf.gone && sf.state == SubflowState::kClosed && len > 0 && sf.rx_san >= at) {
+      // The peer shuts a subflow we left down behind its data (its REMOVE_ADDR handling):
+      // acknowledge that FIN too, or it retransmits it until its own timeout.
+      sf.rx_san = at + 1;
+      if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+        counters_.Inc(Counter::kGoneSubflowAckTx);
+      }
     }
   }
   if (deliver_fin) {

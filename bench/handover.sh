@@ -11,7 +11,10 @@
 #                      (target: no gap beyond one RTT + 10 ms)
 #   break-before-make  wlan0 goes down, `mproxyctl handover wlan0 eth1 --break` right after:
 #                      time from the link going down to the next received byte, with and without
-#                      SACK (the seed reports ~250 ms with SACK and ~4.4 s without)
+#                      SACK (the seed reports ~250 ms with SACK and ~4.4 s without), and the
+#                      longest gap around it
+#   flip               `handover wlan0 eth1` then at once `handover eth1 wlan0 --break`: the
+#                      transfer must survive (it used to stall), longest gap around it
 # and leaves the received-bytes-versus-time traces (CSV, plottable) in $MPROXY_BENCH_OUT
 # (default /tmp/mproxy-handover-bench).
 set -u
@@ -81,6 +84,10 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
   if [[ $mode == break ]]; then
     tb_link mobile wlan0 down
     proxy_ctl mobile hb handover wlan0 eth1 --break >"$TB_DIR/h_$name.txt" 2>&1
+  elif [[ $mode == flip ]]; then
+    # Make-before-break to eth1, then at once break-before-make back (eth1 still works).
+    proxy_ctl mobile hb handover wlan0 eth1 >"$TB_DIR/h_$name.txt" 2>&1 &&
+      proxy_ctl mobile hb handover eth1 wlan0 --break >>"$TB_DIR/h_$name.txt" 2>&1
   else
     proxy_ctl mobile hb handover wlan0 eth1 >"$TB_DIR/h_$name.txt" 2>&1
   fi
@@ -95,7 +102,15 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
   fi
   [[ $rc == 0 ]] || echo "$name: mproxyctl handover exited $rc: $(cat "$TB_DIR/h_$name.txt")"
   if [[ $mode == break ]]; then
-    echo "$name: recovery $(recovery "$OUT/$name.csv.0" "$t0") ms after wlan0 went down" \
+    # The first byte after T0 is often one already in flight; the longest gap around T0 is the
+    # stall the break actually caused.
+    read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")
+    echo "$name: recovery $(recovery "$OUT/$name.csv.0" "$t0") ms after wlan0 went down;" \
+      "longest gap around it $near ms (elsewhere $far ms)" \
+      "(mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
+  elif [[ $mode == flip ]]; then
+    read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")
+    echo "$name: wlan0 -> eth1 then eth1 -> wlan0 --break: longest gap $near ms (elsewhere $far ms)" \
       "(mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
   else
     read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")
@@ -106,6 +121,7 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
 
 echo "mproxy handover bench: ${DELAY_MS} ms delay line and $RATE on each path, $((BYTES >> 20)) MiB download"
 run mbb make
+run flip flip
 run bbm_sack break
 for n in mobile server; do tb_exec "$n" sysctl -qw net.ipv4.tcp_sack=0; done
 run bbm_nosack break

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mptcp/mapping_table.h"
@@ -103,6 +104,13 @@ struct Subflow {
   uint64_t rx_ssn_high = 0;  // highest SSN offset + 1 received
   uint64_t rx_san = 0;       // subflow ACK as an offset (what we acknowledge)
   uint64_t rx_san_sent = 0;  // subflow ACK last put on the wire on this subflow
+  // SSN ranges delivered to the local stack above rx_san ([begin, end), sorted, disjoint): a hole
+  // on this subflow. The subflow ACK covers what arrived on the subflow in order, like a TCP
+  // receiver's (RFC 8684 §3.3.6: subflow ACKs are per subflow, DATA_ACK says what the stack has);
+  // these ranges become its SACK blocks and make the local stack's duplicate ACKs go here (seed
+  // §3.4).
+  std::vector<std::pair<uint64_t, uint64_t>> rx_ooo;
+  bool sack = false;  // SACK negotiated on this subflow (RFC 2018)
   std::optional<uint64_t> rx_sfin;  // SSN offset of the peer's FIN on this subflow
   bool rx_shifted = false;
 
@@ -178,6 +186,7 @@ struct Connection {
   bool local_ws = false;
   uint8_t peer_wscale = 0;     // the peer's shift on the initial subflow
   bool local_ts = false, peer_ts = false;  // timestamps in the local SYN / the peer's SYN
+  bool local_sack = false, peer_sack = false;  // SACK-permitted in the local SYN / the peer's
   bool peer_ws = false;
   uint32_t rx_ts_high = 0;     // multi: highest tsval delivered to the local stack
   bool rx_ts_set = false;

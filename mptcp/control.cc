@@ -71,7 +71,32 @@ void Engine::ForEachSubflow(const Connection& c,
 }
 
 void Engine::SetInterfaces(std::vector<LocalInterface> interfaces) {
+  // Remembered per name (bounded): addresses vanish from the list when a link goes down, which
+  // is exactly when a break-before-make away from it is asked for (seed §5.4).
+  constexpr size_t kKeptAddresses = 16;
+  for (const auto& i : interfaces) {
+    auto& known = known_addresses_[i.name];
+    for (const auto& a : i.addresses) {
+      if (std::find(known.begin(), known.end(), a) != known.end()) continue;
+      if (known.size() >= kKeptAddresses) known.erase(known.begin());
+      known.push_back(a);
+    }
+  }
   interfaces_ = std::move(interfaces);
+}
+
+bool Engine::WasOn(std::string_view name, const packet::IpAddress& a) const {
+  if (const LocalInterface* i = InterfaceByName(name);
+      i != nullptr &&
+      std::find(i->addresses.begin(), i->addresses.end(), a) != i->addresses.end()) {
+    return true;
+  }
+  auto it = known_addresses_.find(name);
+  if (it == known_addresses_.end()) return false;
+  // An address that moved to another interface since belongs to that one now.
+  const LocalInterface* now_on = InterfaceOf(a);
+  if (now_on != nullptr && now_on->name != name) return false;
+  return std::find(it->second.begin(), it->second.end(), a) != it->second.end();
 }
 
 Result<uint64_t> Engine::StartHandover(packet::Time now, const HandoverRequest& request,
@@ -121,8 +146,7 @@ Result<uint64_t> Engine::StartHandover(packet::Time now, const HandoverRequest& 
   auto on_from = [&](const Subflow& sf) {
     return from == nullptr ? std::none_of(to->addresses.begin(), to->addresses.end(),
                                           [&](const auto& a) { return a == sf.tuple.src; })
-                           : std::find(from->addresses.begin(), from->addresses.end(),
-                                       sf.tuple.src) != from->addresses.end();
+                           : WasOn(from->name, sf.tuple.src);
   };
   for (Connection* cp : targets) {
     Connection& c = *cp;
@@ -132,17 +156,35 @@ Result<uint64_t> Engine::StartHandover(packet::Time now, const HandoverRequest& 
       if (job.status.error.empty()) job.status.error = "no address of the connection's family";
       continue;
     }
+    // The latest request decides where the connection goes: a join still under way for an
+    // earlier handover no longer switches sending when it completes (it stays as a spare subflow,
+    // or is reset below if this request leaves its interface).
+    for (auto& sf : c.subflows) {
+      if (!sf->handover) continue;
+      counters_.Inc(Counter::kHandoverSuperseded);
+      FinishHandover(now, *sf, false, "superseded by a later handover");
+    }
     if (request.mode == HandoverMode::kBreakBeforeMake) {
       // Seed §5.4: the old path is treated as gone at once; what it carried and was not
       // DATA_ACKed is retransmitted by the local stack and moves to fresh SSNs on the new one.
       MigrateToMulti(c);
+      std::vector<Subflow*> half_open;
       for (auto& sf : c.subflows) {
-        if (on_from(*sf) && sf->state != SubflowState::kClosed && !sf->gone &&
-            !(sf->state == SubflowState::kSynSent || sf->state == SubflowState::kSynReceived)) {
-          sf->gone = true;
-          sf->state = SubflowState::kClosed;
-          sf->due.reset();
+        if (!on_from(*sf) || sf->state == SubflowState::kClosed || sf->gone) continue;
+        if (sf->state == SubflowState::kSynSent || sf->state == SubflowState::kSynReceived ||
+            sf->state == SubflowState::kPreEstablished) {
+          half_open.push_back(sf.get());  // a join on the path being left: abandon it
+          continue;
         }
+        sf->gone = true;
+        sf->state = SubflowState::kClosed;
+        sf->due.reset();
+      }
+      for (Subflow* sf : half_open) {
+        // The peer may hold it established already (after our third ACK): tell it, in case the
+        // path still works (handover A->B then at once B->A --break).
+        ForgeRstOn(c, *sf, static_cast<uint8_t>(TcpRstReason::kUnspecified), actions);
+        FreeSubflow(c, *sf);
       }
       SelectActive(c);
     }

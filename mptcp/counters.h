@@ -115,10 +115,22 @@ namespace mproxy::mptcp {
   X(kSubflowClosedRx, "MpSubflowClosedRx")       /* peer closed one subflow (FIN) */        \
   X(kSubflowRstRx, "MpSubflowRstRx")             /* peer reset one subflow */               \
   X(kSubflowClosedPackets, "MpSubflowClosedPackets") /* for a closed subflow: dropped */    \
+  X(kSubflowClosedData, "MpSubflowClosedData")   /* data on a subflow we left: delivered */ \
+  X(kGoneSubflowAckTx, "MpGoneSubflowAckTx")     /* ...and acknowledged on it */          \
   X(kMultiFallback, "MpMultiFallback")           /* fallback signal with joins: dropped */  \
   X(kHandoverStarted, "MpHandoverStarted")                                                  \
   X(kHandoverMoved, "MpHandoverMoved")           /* a connection's sending moved */         \
-  X(kHandoverFailed, "MpHandoverFailed")         /* a connection's handover failed */
+  X(kHandoverFailed, "MpHandoverFailed")         /* a connection's handover failed */    \
+  X(kHandoverSuperseded, "MpHandoverSuperseded") /* a later request took over the join */ \
+  X(kRxOutOfOrder, "MpRxOutOfOrder")             /* segment above a hole on its subflow */ \
+  X(kDupAckTx, "MpDupAckTx")                     /* duplicate ACK forged on a holed subflow */ \
+  X(kRxDupAckTx, "MpRxDupAckTx")                 /* ACK answering an old retransmission */ \
+  X(kSackTx, "MpSackTx")                         /* subflow SACK blocks sent */           \
+  X(kSackRoom, "MpSackRoom")                     /* SACK blocks left out: no option room */ \
+  X(kAddAddrRx, "MpAddAddrRx")                   /* peer's ADD_ADDR, HMAC valid: echoed */ \
+  X(kAddAddrBadHmac, "MpAddAddrBadHmac")         /* peer's ADD_ADDR, HMAC wrong: ignored */ \
+  X(kAddAddrEchoTx, "MpAddAddrEchoTx")                                                      \
+  X(kAddAddrEchoRx, "MpAddAddrEchoRx")           /* an echo (we announce nothing): ignored */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

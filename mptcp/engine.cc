@@ -728,6 +728,7 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   // MP_FASTCLOSE is honoured only with our own key (interop §1.6, Linux checks
   // msk->local_key == rcvr_key); it resets the connection.
   bool fastclose = false;
+  if (opts.add_addr && !rst && c.remote_key_known) OnAddAddr(c, nullptr, *opts.add_addr, actions);
   if (opts.mp_fastclose) {
     if (opts.mp_fastclose->receiver_key == c.local_key) {
       counters_.Inc(Counter::kFastcloseRx);
@@ -969,8 +970,8 @@ void Engine::MaybeClose(Time now, Connection& c) {
 // ---------------------------------------------------------------------------------------------
 // Forged segments.
 
-std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t seq,
-                                                  uint8_t flags) {
+std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t seq, uint8_t flags,
+                                                  const Option* extra) {
   packet::TcpHeader h;
   h.sport = c.tuple.sport;
   h.dport = c.tuple.dport;
@@ -986,7 +987,12 @@ std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t 
   }
   Dss dss;
   dss.data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
+  if (extra != nullptr && opts.byte_size() + EncodedLength(dss) + EncodedLength(*extra) > 40) {
+    // An IPv6 ADD_ADDR echo (20 bytes) next to timestamps fits only with a 32-bit DATA_ACK.
+    dss.data_ack = DssDataAck{(c.remote_idsn + 1 + c.rx_dan) & 0xffffffffu, false};
+  }
   (void)AddMptcp(opts, dss);
+  if (extra != nullptr && !AddMptcp(opts, *extra)) counters_.Inc(Counter::kOptionSpace);
   auto pkt = packet::BuildTcpPacket(c.tuple, h, opts, packet::Bytes{}, c.ttl);
   if (!pkt) {
     counters_.Inc(Counter::kForgeError);
@@ -1014,6 +1020,51 @@ void Engine::SendSubflowFin(Time now, Connection& c, packet::Actions& actions) {
   ++c.tx_sfin_tries;
   c.tx_sfin_due = now + backoff;
   Schedule(c, std::min(c.tx_sfin_due, c.last_activity + config_.idle_timeout));
+}
+
+void Engine::OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Actions& actions) {
+  if (a.echo) {
+    counters_.Inc(Counter::kAddAddrEchoRx);  // we announce nothing yet: nothing to stop
+    return;
+  }
+  // Interop §1.5: HMAC(Key-sender || Key-receiver, ID || address || port (0 when absent)), last
+  // 8 bytes; the sender is the peer.
+  if (!AddAddrHmacValid(c.remote_key, c.local_key, a.address_id, a.address.bytes(),
+                        a.port.value_or(0), a.hmac)) {
+    counters_.Inc(Counter::kAddAddrBadHmac);  // Linux ignores it silently (no echo)
+    return;
+  }
+  counters_.Inc(Counter::kAddAddrRx);
+  // RFC 8684 §3.4.1: the receiver echoes it (E=1, no HMAC) or the peer retransmits it; Linux
+  // sends it on a pure ACK and accepts the echo next to a DSS DATA_ACK (interop §1.5). The
+  // address is not used for joins: the proxy decides where subflows go (seed §5).
+  AddAddr echo = a;
+  echo.echo = true;
+  echo.hmac = 0;
+  if (sf != nullptr) {
+    bool ok = false;
+    if (EncodedLength(Option{echo}) > 8 && sf->ts) {
+      // IPv6 next to timestamps: a 32-bit DATA_ACK leaves room (10 + 8 + 20 bytes).
+      Dss dss;
+      dss.data_ack = DssDataAck{(c.remote_idsn + 1 + c.rx_dan) & 0xffffffffu, false};
+      ok = ForgeOn(c, *sf, tcp_flags::kAck,
+                   WireOf(sf->tx_isn, sf->tx_ssn_next + (sf->sfin_sent ? 1 : 0)), {dss, echo},
+                   actions, /*with_data_ack=*/false);
+    } else {
+      ok = ForgeOn(c, *sf, tcp_flags::kAck,
+                   WireOf(sf->tx_isn, sf->tx_ssn_next + (sf->sfin_sent ? 1 : 0)), {echo}, actions);
+    }
+    if (ok) counters_.Inc(Counter::kAddAddrEchoTx);
+    return;
+  }
+  const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
+                       : c.tx_fin                 ? WireOf(c.tx_isn, *c.tx_fin)
+                                                  : WireOf(c.tx_isn, c.tx_high);
+  const Option opt{echo};
+  if (auto pkt = Forge(c, seq, tcp_flags::kAck, &opt)) {
+    actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
+    counters_.Inc(Counter::kAddAddrEchoTx);
+  }
 }
 
 void Engine::SendSubflowAck(Connection& c, packet::Actions& actions) {

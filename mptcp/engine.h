@@ -189,8 +189,13 @@ class Engine final : public packet::Engine {
   bool Emit(packet::TcpPacket& p, packet::PacketOut& out);
   void SendSubflowFin(packet::Time now, Connection& c, packet::Actions& actions);
   void SendSubflowAck(Connection& c, packet::Actions& actions);
+  // The peer's ADD_ADDR (RFC 8684 §3.4.1, interop §1.5): a valid one is echoed on the subflow it
+  // came on (`sf`; null: the initial subflow on the single-path fast path), an invalid HMAC is
+  // counted and ignored, like Linux.
+  void OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Actions& actions);
   [[nodiscard]] std::optional<std::vector<uint8_t>> Forge(const Connection& c, uint32_t seq,
-                                                          uint8_t flags);
+                                                          uint8_t flags,
+                                                          const Option* extra = nullptr);
   void Schedule(Connection& c, packet::Time when);
   void Erase(Connection& c);
 
@@ -212,6 +217,10 @@ class Engine final : public packet::Engine {
   uint8_t AddressId(const Connection& c, const packet::IpAddress& a);
   const LocalInterface* InterfaceByName(std::string_view name) const;
   const LocalInterface* InterfaceOf(const packet::IpAddress& a) const;
+  // Whether `a` is or was an address of interface `name`: a link that went down loses its
+  // addresses from the list the daemon passes in, but a break-before-make away from it must
+  // still find the subflows that used them.
+  [[nodiscard]] bool WasOn(std::string_view name, const packet::IpAddress& a) const;
   Connection* ConnectionByToken(uint32_t token);
   Result<Subflow*> OpenJoin(packet::Time now, Connection& c, const LocalInterface& iface,
                             bool backup, packet::Actions& actions);
@@ -257,6 +266,7 @@ class Engine final : public packet::Engine {
   std::unordered_set<uint32_t> local_tokens_;
   std::set<std::pair<packet::Time, Connection*>> timers_;
   std::vector<LocalInterface> interfaces_;
+  std::map<std::string, std::vector<packet::IpAddress>, std::less<>> known_addresses_;
   std::unordered_map<packet::FourTuple, WireRef> wire_;  // join subflows, local -> remote
   std::map<packet::IpAddress, uint8_t> address_ids_;     // our address IDs (>= 1, stable)
   std::map<uint64_t, HandoverJob> handovers_;

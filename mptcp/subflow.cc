@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <limits>
+#include <span>
 
 #include "mptcp/crypto.h"
 #include "mptcp/engine.h"
@@ -59,6 +60,65 @@ bool SetTimestamps(packet::TcpOptionList& opts, packet::TimestampsOption ts) {
   return opts.OverwriteData(*i, b);
 }
 
+// Records that [begin, end) (SSN offsets) of `sf` reached the local stack: the subflow ACK covers
+// what arrived in order on this subflow; what lies above a hole is kept for SACK blocks and for
+// routing duplicate ACKs (seed §3.4). Returns false when the segment lay above a hole.
+constexpr size_t kMaxOooRanges = 16;  // more holes than this on one subflow: remember fewer
+
+void AbsorbOoo(Subflow& sf) {
+  auto& v = sf.rx_ooo;
+  size_t i = 0;
+  while (i < v.size() && v[i].first <= sf.rx_san) {
+    sf.rx_san = std::max(sf.rx_san, v[i].second);
+    ++i;
+  }
+  if (i > 0) v.erase(v.begin(), v.begin() + static_cast<long>(i));
+}
+
+bool NoteReceived(Subflow& sf, uint64_t begin, uint64_t end) {
+  if (begin <= sf.rx_san) {
+    sf.rx_san = std::max(sf.rx_san, end);
+    AbsorbOoo(sf);
+    return true;
+  }
+  auto& v = sf.rx_ooo;
+  auto it = std::lower_bound(v.begin(), v.end(), std::make_pair(begin, uint64_t{0}));
+  // Merge with the neighbours it touches or overlaps.
+  if (it != v.begin() && std::prev(it)->second >= begin) --it;
+  uint64_t b = begin, e = end;
+  auto last = it;
+  while (last != v.end() && last->first <= e) {
+    b = std::min(b, last->first);
+    e = std::max(e, last->second);
+    ++last;
+  }
+  it = v.erase(it, last);
+  v.insert(it, {b, e});
+  if (v.size() > kMaxOooRanges) v.pop_back();  // forgetting a range only acknowledges less
+  return false;
+}
+
+// Appends this subflow's own SACK blocks (RFC 2018, in its SSN space), highest range first (the
+// most recent arrival, RFC 2018 §4, in the usual case of a hole below a run), as many as fit.
+// Returns the number of blocks written (0 also when there is nothing to report).
+size_t AddSubflowSack(packet::TcpOptionList& opts, const Subflow& sf) {
+  if (!sf.sack || sf.rx_ooo.empty()) return 0;
+  std::array<packet::SackBlock, 4> b{};
+  size_t n = 0;
+  for (auto it = sf.rx_ooo.rbegin(); it != sf.rx_ooo.rend() && n < b.size(); ++it) {
+    b[n++] = packet::SackBlock{WireOf(sf.rx_isn, it->first), WireOf(sf.rx_isn, it->second)};
+  }
+  // Next to timestamps and a DSS DATA_ACK two blocks fit only without the padding NOPs (10 + 12
+  // + 18 = 40 bytes): drop those before dropping a block (older holes matter for the sender's
+  // scoreboard, RFC 2018 §4).
+  for (; n > 0; --n) {
+    if (opts.AddSack(std::span<const packet::SackBlock>(b.data(), n))) return n;
+    opts.RemoveAll(tcp_opt::kNop);
+    if (opts.AddSack(std::span<const packet::SackBlock>(b.data(), n))) return n;
+  }
+  return 0;
+}
+
 bool Alive(const Subflow& sf) {
   return sf.state == SubflowState::kEstablished || sf.state == SubflowState::kClosing;
 }
@@ -92,6 +152,7 @@ void Engine::RecordLocalSyn(Connection& c, const TcpPacket& p) {
   c.local_ws = ws.has_value();
   c.local_wscale = ws.value_or(0);
   c.local_ts = p.options.Timestamps().has_value();
+  c.local_sack = p.options.SackPermitted();
   c.syn_window = p.tcp.window;
   c.ttl = c.ttl == 0 ? 64 : c.ttl;
 }
@@ -101,6 +162,7 @@ void Engine::RecordPeerSyn(Connection& c, const TcpPacket& p) {
   c.peer_ws = ws.has_value();
   c.peer_wscale = ws.value_or(0);
   c.peer_ts = p.options.Timestamps().has_value();
+  c.peer_sack = p.options.SackPermitted();
 }
 
 void Engine::MigrateToMulti(Connection& c) {
@@ -134,6 +196,9 @@ void Engine::MigrateToMulti(Connection& c) {
   s.ws = c.local_ws && c.peer_ws;
   s.peer_wscale = s.ws ? c.peer_wscale : 0;
   s.ts = c.local_ts && c.peer_ts;
+  // The local stack negotiated SACK on the initial subflow; from now on the engine writes its
+  // SACK blocks there itself, in SSN space (the stack's are in TSN space and are stripped).
+  s.sack = c.local_sack && c.peer_sack;
   s.ts_recent = c.last_ts ? c.last_ts->tsecr : 0;
   s.ts_offset = 0;  // the local stack already knows this subflow's timestamps
   s.ts_offset_set = true;
@@ -251,6 +316,10 @@ bool Engine::ForgeOn(Connection& c, Subflow& sf, uint8_t flags, uint32_t seq,
   }
   for (const Option& o : extra) {
     if (!AddMptcp(opts, o)) counters_.Inc(Counter::kOptionSpace);
+  }
+  if ((flags & (tcp_flags::kAck | tcp_flags::kRst | tcp_flags::kSyn)) == tcp_flags::kAck &&
+      sf.sack && !sf.rx_ooo.empty()) {
+    counters_.Inc(AddSubflowSack(opts, sf) > 0 ? Counter::kSackTx : Counter::kSackRoom);
   }
   auto pkt = packet::BuildTcpPacket(sf.tuple, h, opts, packet::Bytes{}, sf.ttl);
   if (!pkt) {
@@ -455,11 +524,13 @@ void Engine::SendJoinSyn(Time now, Connection& c, Subflow& sf, packet::Actions& 
   h.window = c.syn_window != 0 ? c.syn_window : 65535;
   packet::TcpOptionList opts;
   // MSS: what the local stack announced, less the option bytes we add to its segments
-  // (architecture.md pitfall 2). No SACK-permitted: SACK blocks are not translated onto join
-  // subflows yet (they are stripped there, counted).
+  // (architecture.md pitfall 2). SACK-permitted when the local stack offered it: the engine
+  // writes the join's SACK blocks itself from what arrived on it (AddSubflowSack), so the peer's
+  // sender recovers several losses per RTT there (RFC 2018) instead of one per RTO.
   uint16_t mss = c.local_mss != 0 ? c.local_mss : 1460;
   if (mss > config_.mss_reduction + 64) mss = static_cast<uint16_t>(mss - config_.mss_reduction);
   (void)opts.AddMss(mss);
+  if (c.local_sack) (void)opts.AddSackPermitted();
   if (sf.ts) {
     (void)opts.AddNop();
     (void)opts.AddNop();
@@ -527,6 +598,7 @@ void Engine::SendJoinSynAck(Time now, Connection& c, Subflow& sf, packet::Action
   uint16_t mss = c.local_mss != 0 ? c.local_mss : 1460;
   if (mss > config_.mss_reduction + 64) mss = static_cast<uint16_t>(mss - config_.mss_reduction);
   (void)opts.AddMss(mss);
+  if (sf.sack) (void)opts.AddSackPermitted();
   if (sf.ts) {
     (void)opts.AddNop();
     (void)opts.AddNop();
@@ -606,6 +678,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
   const auto ws = p.options.WindowScale();
   sf.ws = ws.has_value() && c.local_ws;
   sf.peer_wscale = sf.ws ? *ws : 0;
+  sf.sack = c.local_sack && p.options.SackPermitted();  // our SACK blocks, see SendJoinSyn
   if (auto ts = p.options.Timestamps(); ts && c.local_ts && c.peer_ts) {
     sf.ts = true;
     sf.ts_recent = ts->tsval;
@@ -660,6 +733,7 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       const auto ws = p.options.WindowScale();
       sf.ws = ws.has_value() && c.local_ws;
       sf.peer_wscale = sf.ws ? *ws : 0;
+      sf.sack = c.local_sack && p.options.SackPermitted();
       if (auto ts = p.options.Timestamps(); ts && sf.ts) {
         sf.ts_recent = ts->tsval;
       } else {
@@ -745,6 +819,15 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (conns_.contains(c.tuple)) MaybeCloseMulti(now, c);
       return;
     case SubflowState::kClosed:
+      if (c.multi && p.payload_len > 0 && !syn && !rst) {
+        // Data the peer sent before it learnt that we left this subflow (break-before-make away
+        // from a path that still works, e.g. `handover A B` then `handover B A --break`): its
+        // mapping is known, so it still reaches the local stack instead of waiting for the
+        // peer's reinjection (seed §5.4). Nothing is sent on the subflow for it.
+        counters_.Inc(Counter::kSubflowClosedData);
+        InboundMulti(now, c, sf, p, opts, out, actions);
+        return;
+      }
       counters_.Inc(Counter::kSubflowClosedPackets);
       return;
   }
@@ -768,7 +851,7 @@ void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* j
   const LocalInterface* from =
       job != nullptr && !job->request.from.empty() ? InterfaceByName(job->request.from) : nullptr;
   auto on_from = [&](const Subflow& sf) {
-    return &sf != &to && (from == nullptr || HasAddress(*from, sf.tuple.src));
+    return &sf != &to && (from == nullptr || WasOn(from->name, sf.tuple.src));
   };
   if (job != nullptr && job->request.mode == HandoverMode::kBreakBeforeMake) {
     // Seed §5.4: tell the peer the old address is gone (REMOVE_ADDR on the new subflow).
@@ -844,7 +927,14 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
     for (auto& s : c.subflows) {
       Subflow& sf = *s;
       if (InHandshake(sf)) continue;
-      uint64_t san = std::max(sf.rx_san, sf.recv.AckedPrefix(sf.rx_san, data_limit));
+      // What arrived in order on the subflow (rx_san, NoteReceived), or further where the local
+      // stack's DATA_ACK covers bytes this subflow's mappings carry (delivered another way).
+      // Never beyond the highest SSN received: a bulk mapping (Linux maps up to 64 KiB at once)
+      // covers bytes the peer has not sent on this subflow yet, whose data the local stack may
+      // already have from another subflow (a reinjection after break-before-make), and an ACK
+      // above the peer's SND.NXT is ignored (RFC 9293 §3.10.7.4), which stalls the subflow.
+      uint64_t san =
+          std::max(sf.rx_san, std::min(sf.recv.AckedPrefix(sf.rx_san, data_limit), sf.rx_ssn_high));
       // A subflow FIN is acknowledged once the DATA_FIN is (RFC 8684 §3.3.3), or at once when the
       // peer closed only this subflow.
       if (sf.rx_sfin && san == *sf.rx_sfin &&
@@ -852,7 +942,8 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
         ++san;
       }
       sf.rx_san = san;
-      sf.recv.ForgetBelow(std::min(san, sf.rx_ssn_high));
+      AbsorbOoo(sf);
+      sf.recv.ForgetBelow(std::min(sf.rx_san, sf.rx_ssn_high));
     }
     data_ack = DssDataAck{c.remote_idsn + 1 + c.rx_dan, true};
   }
@@ -894,13 +985,22 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
   } else {
     // Pure ACK or lone FIN: on the active subflow, unless only another subflow's ACK advanced
     // (a pure ACK without news on a subflow is a duplicate ACK to its sender, seed §3.4).
+    // Seed §3.4: a duplicate ACK goes only where it means something: a subflow that received
+    // payload above a hole (its sender needs dupacks/SACK to recover there, not on the active
+    // subflow, whose sender would retransmit spuriously).
     sf = c.active;
     if (!fin && sf != nullptr && sf->rx_san <= sf->rx_san_sent) {
+      Subflow* holed = nullptr;
+      Subflow* news = nullptr;
       for (auto& s : c.subflows) {
-        if (Alive(*s) && !s->gone && s->rx_san > s->rx_san_sent) {
-          sf = s.get();
-          break;
-        }
+        if (!Alive(*s) || s->gone) continue;
+        if (news == nullptr && s->rx_san > s->rx_san_sent) news = s.get();
+        if (holed == nullptr && !s->rx_ooo.empty()) holed = s.get();
+      }
+      if (news != nullptr) {
+        sf = news;
+      } else if (holed != nullptr && sf->rx_ooo.empty()) {
+        sf = holed;
       }
     }
   }
@@ -1007,13 +1107,22 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
     out.verdict = packet::Verdict::kDrop;
     return;
   }
+  if (p.tcp.has(tcp_flags::kAck) && sf->sack && !sf->rx_ooo.empty()) {
+    counters_.Inc(AddSubflowSack(p.options, *sf) > 0 ? Counter::kSackTx : Counter::kSackRoom);
+  }
   if (p.tcp.has(tcp_flags::kAck)) sf->rx_san_sent = std::max(sf->rx_san_sent, sf->rx_san);
 
-  // Seed §3.4: one subflow ACK for every subflow that contributed to the TCP ACK's increment.
+  // Seed §3.4: one subflow ACK for every subflow that contributed to the TCP ACK's increment;
+  // and each pure ACK of the local stack is repeated (a duplicate ACK, with SACK where
+  // negotiated) on every subflow holding payload above a hole, so that its sender sees the
+  // dupacks a TCP receiver would send there and fast-retransmits instead of waiting for its RTO.
+  const bool pure_ack = len == 0 && !fin && p.tcp.has(tcp_flags::kAck);
   for (auto& s : c.subflows) {
-    if (s.get() == sf || !Alive(*s) || s->gone || s->rx_san <= s->rx_san_sent) continue;
+    if (s.get() == sf || !Alive(*s) || s->gone) continue;
+    const bool news = s->rx_san > s->rx_san_sent;
+    if (!news && !(pure_ack && !s->rx_ooo.empty())) continue;
     if (ForgeOn(c, *s, tcp_flags::kAck, SndNxt(*s), {}, actions)) {
-      counters_.Inc(Counter::kSideAckTx);
+      counters_.Inc(news ? Counter::kSideAckTx : Counter::kDupAckTx);
     }
   }
   Emit(p, out);
@@ -1041,6 +1150,7 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     out.verdict = packet::Verdict::kDrop;
     return;
   }
+  if (opts.add_addr && !rst && Alive(sf) && !sf.gone) OnAddAddr(c, &sf, *opts.add_addr, actions);
   bool fastclose = false;
   if (opts.mp_fastclose) {
     if (opts.mp_fastclose->receiver_key == c.local_key) {
@@ -1195,6 +1305,14 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     return;
   }
 
+  if (len > 0 && seg_off && *seg_off + len <= sf.rx_san && Alive(sf) && !sf.gone) {
+    // A retransmission of bytes this subflow already acknowledged (our ACK was lost or late):
+    // answer it on this subflow (seed §3.4: "a payload retransmission has traveled in opposite
+    // direction on this subflow"), as a TCP receiver answers an old segment (RFC 9293 §3.10.7.4).
+    if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+      counters_.Inc(Counter::kRxDupAckTx);
+    }
+  }
   if (len > 0) {
     const MapEntry* e = seg_off ? sf.recv.Find(*seg_off) : nullptr;
     if (e == nullptr) {
@@ -1210,12 +1328,21 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     const uint64_t tsn_off = e->dst + (*seg_off - e->src);
     p.tcp.seq = WireOf(c.rx_isn, tsn_off);
     sf.rx_ssn_high = std::max(sf.rx_ssn_high, *seg_off + len);
+    if (!NoteReceived(sf, *seg_off, *seg_off + len)) counters_.Inc(Counter::kRxOutOfOrder);
     sf.bytes_rx += len;
     if (tsn_off + len > c.rx_dsn_high) {
       c.bytes_rx += tsn_off + len - std::max(c.rx_dsn_high, tsn_off);
       c.rx_dsn_high = tsn_off + len;
     }
     if (c.rx_data_fin && tsn_off + len == *c.rx_data_fin) deliver_fin = true;
+    if (sf.gone && sf.rx_san > sf.rx_san_sent &&
+        ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+      // Data on a subflow we left (break-before-make, or removed): the path works after all and
+      // the peer still has to drain what it queued there (its REMOVE_ADDR handling shuts the
+      // subflow down behind that data). Without ACKs its window never opens and the rest waits
+      // for the peer's MPTCP-level retransmission timer. Only ACKs go out on it, no data.
+      counters_.Inc(Counter::kGoneSubflowAckTx);
+    }
   } else if (dss != nullptr && dss->data_fin && c.rx_data_fin) {
     p.tcp.seq = WireOf(c.rx_isn, *c.rx_data_fin);
     deliver_fin = true;
@@ -1245,6 +1372,13 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (was_active) SelectActive(c);
     } else if (c.tx_fin_acked && !sf.sfin_sent && sf.state == SubflowState::kEstablished) {
       SendFinOn(now, c, sf, actions);  // our DATA_FIN is done: this subflow closes too
+    } else if (sf.gone && sf.state == SubflowState::kClosed && len > 0 && sf.rx_san >= at) {
+      // The peer shuts a subflow we left down behind its data (its REMOVE_ADDR handling):
+      // acknowledge that FIN too, or it retransmits it until its own timeout.
+      sf.rx_san = at + 1;
+      if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+        counters_.Inc(Counter::kGoneSubflowAckTx);
+      }
     }
   }
   if (deliver_fin) {

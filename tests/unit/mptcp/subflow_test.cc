@@ -332,7 +332,8 @@ TEST_F(SubflowTest, HandoverForgesMpJoinSynGolden) {
   EXPECT_EQ(join_syn_.tcp.flags, tcp_flags::kSyn);
   EXPECT_EQ(join_syn_.options.Mss(), 1460 - 28);
   EXPECT_EQ(join_syn_.options.WindowScale(), kLocalWs);  // the local stack's shift
-  EXPECT_FALSE(join_syn_.options.SackPermitted());
+  // The local stack offered SACK; the engine writes the join's SACK blocks itself.
+  EXPECT_TRUE(join_syn_.options.SackPermitted());
   ASSERT_TRUE(join_syn_.options.Timestamps());
   // Interop §1.3: 1e 0c 1b ID | Token-B | R-A; our address ID for wlan0's address is 1.
   ASSERT_EQ(join_syn_.mptcp_raw.size(), 1u);
@@ -815,6 +816,267 @@ TEST_F(SubflowTest, BreakBeforeMakeRetransmitsOnTheNewSubflow) {
   auto sfs = Subflows();
   EXPECT_EQ(sfs[0].state, SubflowState::kClosed);
   EXPECT_TRUE(sfs[1].active);
+}
+
+// Break-before-make right after the link went down: the daemon's interface list no longer holds
+// the old interface's address, yet its subflows must be found (the bench stalled otherwise: no
+// REMOVE_ADDR, the peer kept sending on the dead path).
+TEST_F(SubflowTest, BreakBeforeMakeFindsTheSubflowsOfADownedInterface) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  engine_.SetInterfaces(
+      {LocalInterface{"eth0", kIfEth, {}}, LocalInterface{"wlan0", kIfWlan, {Addr("198.18.2.2")}}});
+  const FourTuple w = JoinAndHandover(HandoverMode::kBreakBeforeMake);
+  bool rm = false;
+  for (auto& f : TakeForged()) rm = rm || (f.tuple == w && f.mp.remove_addr);
+  EXPECT_TRUE(rm);
+  EXPECT_EQ(engine_.counter(Counter::kRemoveAddrTx), 1u);
+  auto sfs = Subflows();
+  ASSERT_EQ(sfs.size(), 2u);
+  EXPECT_EQ(sfs[0].state, SubflowState::kClosed);
+  EXPECT_TRUE(sfs[1].active);
+}
+
+// `handover eth0 wlan0` then at once `handover wlan0 eth0 --break`: the later request wins. The
+// join under way on wlan0 is reset and freed, the first request no longer switches anything.
+TEST_F(SubflowTest, LaterBreakBeforeMakeSupersedesAJoinUnderWay) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = StartJoin();
+  const uint64_t first = handover_;
+  Actions a;
+  auto id = engine_.StartHandover(
+      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kBreakBeforeMake, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  bool rst = false;
+  for (auto& f : TakeForged()) rst = rst || (f.tuple == w && f.tcp.has(tcp_flags::kRst));
+  EXPECT_TRUE(rst);
+  EXPECT_EQ(engine_.counter(Counter::kHandoverSuperseded), 1u);
+  EXPECT_EQ(engine_.HandoverStatusOf(first)->state, HandoverState::kFailed);
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kDone);
+  // A late SYN/ACK of the freed join switches nothing; the data stays on eth0.
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  Seen d = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 3)});
+  EXPECT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tuple, LocalTuple());
+}
+
+// The peer maps 64 KiB at once on the join but has sent only 1000 bytes there; the local stack
+// acknowledges more (it had those bytes from the old path). The subflow ACK must stop at what
+// the join carried: Linux ignores an ACK above its SND.NXT, and the subflow stalled.
+TEST_F(SubflowTest, SubflowAckNeverPassesTheHighestSsnReceived) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .ts = TimestampsOption{90002, 1003},
+                  .mptcp = {PeerDss(100, {{100, 60000}}, 0)},
+                  .payload = Payload(1000, 5)});
+  ASSERT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tcp.seq, kIsnB + 101);
+  Seen ack =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101 + 5000, .ts = TimestampsOption{1004, 90002}});
+  ASSERT_EQ(ack.tuple, w);
+  EXPECT_EQ(ack.tcp.ack, kIsnJ + 1 + 1000);
+  for (auto& f : TakeForged()) {
+    if (f.tuple == w) {
+      EXPECT_EQ(f.tcp.ack, kIsnJ + 1 + 1000);
+    }
+  }
+}
+
+// Seed §3.4 after a make-before-break: a segment is lost on the old (initial) subflow, the next
+// one arrives there. The local stack's duplicate ACK must reach the old subflow (not only the
+// active one), with a SACK block in the old subflow's SSN space, so that its sender
+// fast-retransmits instead of waiting for its RTO; and the subflow ACK of the join still follows
+// what arrived on the join although the local stack's cumulative ACK is stuck at the hole.
+TEST_F(SubflowTest, DuplicateAcksAndSackGoToTheSubflowWithTheHole) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // Offsets 100..1100 lost on the initial subflow; 1100..1600 arrives there.
+  Seen late = In({.seq = kIsnB + 1 + 1100,
+                  .ack = kIsnA + 101,
+                  .ts = TimestampsOption{5020, 1003},
+                  .mptcp = {PeerDss(100, {{1100, 500}}, 1100)},
+                  .payload = Payload(500, 6)});
+  ASSERT_EQ(late.verdict, Verdict::kAccept);
+  EXPECT_EQ(engine_.counter(Counter::kRxOutOfOrder), 1u);
+  // New data on the join (offsets 1600..2600 of the stream, the join's first bytes).
+  Seen j = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .ts = TimestampsOption{90002, 1003},
+                  .mptcp = {PeerDss(100, {{1600, 1000}}, 0)},
+                  .payload = Payload(1000, 7)});
+  ASSERT_EQ(j.verdict, Verdict::kAccept);
+  // The local stack's duplicate ACK (cumulative ACK at the hole).
+  Seen dup = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .ts = TimestampsOption{1004, 90002}});
+  std::vector<Seen> all = TakeForged();
+  all.push_back(dup);
+  bool on_join = false, on_old = false;
+  for (auto& s : all) {
+    if (s.tuple == w) {
+      on_join = true;
+      EXPECT_EQ(s.tcp.ack, kIsnJ + 1 + 1000);  // the join's bytes are acknowledged
+    }
+    if (s.tuple == LocalTuple()) {
+      on_old = true;
+      EXPECT_EQ(s.tcp.ack, kIsnB + 101);  // the hole
+      std::array<SackBlock, 4> b{};
+      ASSERT_EQ(s.options.SackBlocks(b), 1u);
+      EXPECT_EQ(b[0].left, kIsnB + 1 + 1100);
+      EXPECT_EQ(b[0].right, kIsnB + 1 + 1600);
+    }
+  }
+  EXPECT_TRUE(on_join);
+  EXPECT_TRUE(on_old);
+  EXPECT_GE(engine_.counter(Counter::kSackTx), 1u);
+  // The retransmission fills the hole: the old subflow's ACK jumps over the SACKed range.
+  (void)In({.seq = kIsnB + 1 + 100,
+            .ack = kIsnA + 101,
+            .ts = TimestampsOption{5030, 1003},
+            .mptcp = {PeerDss(100, {{100, 1000}}, 100)},
+            .payload = Payload(1000, 8)});
+  Seen cum =
+      Out({.seq = kIsnA + 101, .ack = kIsnB + 101 + 2500, .ts = TimestampsOption{1005, 5030}});
+  all = TakeForged();
+  all.push_back(cum);
+  bool old_acked = false;
+  for (auto& s : all) {
+    if (s.tuple == LocalTuple()) {
+      old_acked = s.tcp.ack == kIsnB + 1 + 1600;
+      std::array<SackBlock, 4> b{};
+      EXPECT_EQ(s.options.SackBlocks(b), 0u);
+    }
+  }
+  EXPECT_TRUE(old_acked);
+}
+
+// `handover eth0 wlan0`, then `handover wlan0 eth0 --break` while wlan0 still works: what the peer
+// had already sent on the join still reaches the local stack (its mapping is known), instead of
+// being dropped until the peer reinjects it.
+TEST_F(SubflowTest, DataOnASubflowLeftByBreakBeforeMakeIsStillDelivered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  Actions a;
+  ASSERT_TRUE(engine_
+                  .StartHandover(
+                      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kBreakBeforeMake, {}}, a)
+                  .ok());
+  Collect(a);
+  TakeForged();
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .ts = TimestampsOption{90002, 1003},
+                  .mptcp = {PeerDss(100, {{100, 700}}, 0)},
+                  .payload = Payload(700, 9)});
+  EXPECT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(d.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowClosedData), 1u);
+  // Only its ACK goes out there, so that the peer can drain what it queued on the subflow.
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1 + 700);
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(f[0].payload.size(), 0u);
+  EXPECT_EQ(engine_.counter(Counter::kGoneSubflowAckTx), 1u);
+  // The peer shuts it down behind its last data (FIN with data): the FIN is acknowledged too.
+  Seen last = In(w, {.seq = kIsnJ + 1 + 700,
+                     .ack = join_syn_.tcp.seq + 1,
+                     .flags = tcp_flags::kAck | tcp_flags::kFin,
+                     .ts = TimestampsOption{90003, 1003},
+                     .mptcp = {PeerDss(100, {{800, 300}}, 700)},
+                     .payload = Payload(300, 10)});
+  EXPECT_EQ(last.verdict, Verdict::kAccept);
+  EXPECT_FALSE(last.tcp.has(tcp_flags::kFin));  // a subflow FIN is not the DATA_FIN
+  f = TakeForged();
+  ASSERT_FALSE(f.empty());
+  EXPECT_EQ(f.back().tuple, w);
+  EXPECT_EQ(f.back().tcp.ack, kIsnJ + 1 + 1000 + 1);
+}
+
+// RFC 8684 §3.4.1, interop §1.5: a valid ADD_ADDR (Linux: on a pure ACK, no DSS) is echoed with
+// E=1 and no HMAC next to a DSS DATA_ACK; one with a wrong HMAC is counted and ignored.
+TEST_F(SubflowTest, AddAddrIsEchoedAndABadHmacIgnored) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  AddAddr a;
+  a.address_id = 1;
+  a.address = Addr("198.18.4.2");
+  auto h = AddAddrHmac(kKeyB, key_a_, 1, a.address.bytes(), 0);
+  ASSERT_TRUE(h.ok());
+  a.hmac = h.value() ^ 1;
+  Seen bad = In(
+      {.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5011, 1003}, .mptcp = {a}});
+  EXPECT_EQ(bad.verdict, Verdict::kDrop);  // signalling, not for the local stack
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrBadHmac), 1u);
+  a.hmac = h.value();
+  (void)In(
+      {.seq = kIsnB + 101, .ack = kIsnA + 101, .ts = TimestampsOption{5012, 1003}, .mptcp = {a}});
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_TRUE(f[0].checksum_ok);
+  ASSERT_TRUE(f[0].mp.add_addr && f[0].mp.dss && f[0].mp.dss->data_ack);
+  EXPECT_TRUE(f[0].mp.add_addr->echo);
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  // Interop §1.5 example form: 1e 08 31 01 c6 12 04 02.
+  EXPECT_EQ(f[0].mptcp_raw[1], (std::vector<uint8_t>{0x1e, 0x08, 0x31, 0x01, 198, 18, 4, 2}));
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrRx), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrEchoTx), 1u);
+  // After a handover the echo goes on the subflow the ADD_ADDR came on.
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90002, 1003},
+               .mptcp = {a}});
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  ASSERT_TRUE(f[0].mp.add_addr);
+  EXPECT_TRUE(f[0].mp.add_addr->echo);
+  EXPECT_EQ(engine_.counter(Counter::kAddAddrEchoTx), 2u);
+}
+
+// Two holes on the old subflow: both SACK blocks fit next to timestamps and the DSS once the
+// padding NOPs go (10 + 12 + 18 = 40 bytes), most recent first (RFC 2018 §4).
+TEST_F(SubflowTest, TwoSackBlocksFitNextToTimestampsAndDss) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)JoinAndHandover();
+  TakeForged();
+  for (uint64_t off : {1100, 2100}) {  // 100..1100 and 1600..2100 lost
+    Seen late = In({.seq = kIsnB + 1 + static_cast<uint32_t>(off),
+                    .ack = kIsnA + 101,
+                    .ts = TimestampsOption{5020, 1003},
+                    .mptcp = {PeerDss(100, {{off, 500}}, static_cast<uint32_t>(off))},
+                    .payload = Payload(500, 6)});
+    ASSERT_EQ(late.verdict, Verdict::kAccept);
+  }
+  Seen dup = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .ts = TimestampsOption{1004, 5020}});
+  std::vector<Seen> all = TakeForged();
+  all.push_back(dup);
+  bool seen = false;
+  for (auto& s : all) {
+    if (s.tuple != LocalTuple()) continue;
+    seen = true;
+    EXPECT_TRUE(s.checksum_ok);
+    EXPECT_TRUE(s.options.Timestamps());
+    ASSERT_TRUE(s.mp.dss && s.mp.dss->data_ack);
+    std::array<SackBlock, 4> b{};
+    ASSERT_EQ(s.options.SackBlocks(b), 2u);
+    EXPECT_EQ(b[0].left, kIsnB + 1 + 2100);
+    EXPECT_EQ(b[0].right, kIsnB + 1 + 2600);
+    EXPECT_EQ(b[1].left, kIsnB + 1 + 1100);
+    EXPECT_EQ(b[1].right, kIsnB + 1 + 1600);
+  }
+  EXPECT_TRUE(seen);
 }
 
 TEST_F(SubflowTest, HandoverWithoutConnectionsIsDoneAtOnce) {

@@ -21,12 +21,12 @@ SIZE=${MPROXY_TEST_BYTES:-$((96 * 1024 * 1024))}
 proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy closed \
   --interfaces wlan0,eth1
 
-# bytes_rx + bytes_tx of the daemon's only connection (0 while there is none).
+# bytes_rx + bytes_tx of the daemon's established connection (0 while there is none; the previous
+# phase's connection may still linger closed).
 conn_bytes() {
   proxy_ctl mobile mob -j conn show 2>/dev/null | python3 -c '
 import json, sys
-d = json.load(sys.stdin)
-c = d.get("connections", [])
+c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
 print(c[0]["bytes_rx"] + c[0]["bytes_tx"] if c else 0)' 2>/dev/null || echo 0
 }
 wait_bytes() {  # wait until the connection carried $1 bytes
@@ -88,6 +88,8 @@ for dir in down up; do
   if ((now - ${_SNAP[server/MPPrioRx]:-0} >= 2)); then tb_pass "$dir: server MPPrioRx moved (both handovers)"
   else tb_fail "$dir: server MPPrioRx moved by $((now - ${_SNAP[server/MPPrioRx]:-0})), expected >= 2"; fi
   mptcp_assert_zero server
+  # The next phase's handover must find only its own connection.
+  wait_conns_gone mobile mob 30 || tb_fail "$dir: the connection was not freed after its close"
 done
 
 check_stop mob

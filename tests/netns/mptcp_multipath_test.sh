@@ -30,7 +30,7 @@ proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy close
 conn_field() {  # conn_field FIELD: a field of the daemon's only connection ("" while none)
   proxy_ctl mobile mob -j conn show 2>/dev/null | python3 -c '
 import json, sys
-c = json.load(sys.stdin).get("connections", [])
+c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
 print(c[0][sys.argv[1]] if c else "")' "$1" 2>/dev/null
 }
 wait_bytes() {  # wait until the connection received $1 bytes

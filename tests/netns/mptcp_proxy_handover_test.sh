@@ -23,7 +23,7 @@ proxy_start_or_finish server srv --engine mptcp --ports 5201 --fail-policy close
 conn_bytes() {
   proxy_ctl mobile mob -j conn show 2>/dev/null | python3 -c '
 import json, sys
-c = json.load(sys.stdin).get("connections", [])
+c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
 print(c[0]["bytes_rx"] + c[0]["bytes_tx"] if c else 0)' 2>/dev/null || echo 0
 }
 wait_bytes() {
@@ -76,6 +76,8 @@ for dir in down up; do
   else tb_fail "$dir: joins: server MpJoinAckRx +$js, mobile MpJoinEstablished +$jm (want 1, 1)"; fi
   if ((pr >= 2)); then tb_pass "$dir: the server engine got MP_PRIO for both handovers (+$pr)"
   else tb_fail "$dir: server MpMpPrioRx +$pr, expected >= 2"; fi
+  # The next phase's handover must find only its own connection.
+  wait_conns_gone mobile mob 30 || tb_fail "$dir: the connection was not freed after its close"
 done
 for n in "mobile mob" "server srv"; do
   for c in MpMappingConflict MpSpansMappings MpCsumBad MpJoinRejected MpNoMapping; do

@@ -465,8 +465,10 @@ void Engine::SendJoinSyn(Time now, Connection& c, Subflow& sf, packet::Actions& 
     (void)opts.AddNop();
     (void)opts.AddTimestamps({c.last_ts ? c.last_ts->tsval : 0, 0});
   }
-  if (c.local_ws) {
-    // The local stack's shift: its window fields move onto this subflow unchanged.
+  if (c.local_ws && c.peer_ws) {
+    // The local stack's shift: its window fields move onto this subflow unchanged. Only when the
+    // initial subflow negotiated scaling: otherwise the local stack writes unscaled windows
+    // (RFC 7323 §2.2) and a shift offered here would make the peer multiply them.
     (void)opts.AddNop();
     (void)opts.AddWindowScale(c.local_wscale);
   }
@@ -604,7 +606,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
   sf.local_nonce = rng_.Next32();
   sf.remote_nonce = join.nonce;
   const auto ws = p.options.WindowScale();
-  sf.ws = ws.has_value() && c.local_ws;
+  sf.ws = ws.has_value() && c.local_ws && c.peer_ws;  // as on the initial subflow (SendJoinSyn)
   sf.peer_wscale = sf.ws ? *ws : 0;
   if (auto ts = p.options.Timestamps(); ts && c.local_ts && c.peer_ts) {
     sf.ts = true;
@@ -658,7 +660,7 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       sf.remote_id = opts.mp_join->address_id;
       sf.backup_remote = opts.mp_join->backup;
       const auto ws = p.options.WindowScale();
-      sf.ws = ws.has_value() && c.local_ws;
+      sf.ws = ws.has_value() && c.local_ws && c.peer_ws;
       sf.peer_wscale = sf.ws ? *ws : 0;
       if (auto ts = p.options.Timestamps(); ts && sf.ts) {
         sf.ts_recent = ts->tsval;

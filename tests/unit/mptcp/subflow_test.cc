@@ -1305,6 +1305,55 @@ TEST_F(PassiveJoinTest, UnknownTokenAndBadHmacAreReset) {
   EXPECT_EQ(Subflows().size(), 1u);
 }
 
+TEST_F(SubflowTest, JoinsOfferNoWindowScaleWhenTheInitialSubflowHasNone) {
+  // Local SYN offers WS 7, the peer's SYN/ACK has no WS: the local stack writes unscaled windows
+  // (RFC 7323 §2.2), so a join must not announce a shift either.
+  (void)Out({.seq = kIsnA, .flags = tcp_flags::kSyn, .window = 64240, .mss = 1460, .ws = kLocalWs,
+             .ts = TimestampsOption{1000, 0}});
+  MpCapable synack;
+  synack.form = MpCapable::Form::kSynAck;
+  synack.sender_key = kKeyB;
+  (void)In({.seq = kIsnB, .ack = kIsnA + 1, .flags = tcp_flags::kSyn | tcp_flags::kAck,
+            .mss = 1460, .ts = TimestampsOption{5000, 1000}, .mptcp = {synack}});
+  ASSERT_NE(Conn(), nullptr);
+  key_a_ = Conn()->local_key;
+  token_a_ = Conn()->local_token;
+  idsn_a_ = DeriveFromKey(key_a_)->idsn;
+  idsn_b_ = DeriveFromKey(kKeyB)->idsn;
+  (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .ts = TimestampsOption{1001, 5000}});
+  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .ts = TimestampsOption{5010, 1001},
+            .mptcp = {PeerDss(0)}});
+  TakeForged();
+  // Active join: no WS in the MP_JOIN SYN; a WS in the SYN/ACK anyway is not used.
+  const FourTuple w = StartJoin();
+  EXPECT_FALSE(join_syn_.options.WindowScale().has_value());
+  (void)In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck, .ws = kPeerJoinWs,
+               .ts = TimestampsOption{90000, 1001},
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90001, 1001},
+               .mptcp = {PeerDss(0)}});
+  TakeForged();
+  // The peer's window on the join is unscaled like the initial's: passed as it is.
+  Seen a = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .window = 1234,
+                  .ts = TimestampsOption{90002, 1001}, .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(a.verdict, Verdict::kAccept);
+  EXPECT_EQ(a.tcp.window, 1234);
+  EXPECT_EQ(engine_.counter(Counter::kWindowRescaled), 0u);
+  // Passive join (the peer joins us) with a WS in its SYN: our SYN/ACK carries none.
+  MpJoin pj;
+  pj.form = MpJoin::Form::kSyn;
+  pj.address_id = 3;
+  pj.token = token_a_;
+  pj.nonce = kNonceB;
+  const FourTuple pw{LocalTuple().src, Addr("198.18.4.2"), 40000, 5201};
+  (void)In(pw, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .ws = kPeerJoinWs, .mptcp = {pj}});
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kSyn));
+  EXPECT_FALSE(f[0].options.WindowScale().has_value());
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

@@ -777,6 +777,10 @@ void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* j
     RemoveAddr rm;
     for (auto& sf : c.subflows) {
       if (!sf->gone || !on_from(*sf) || rm.count >= kMaxRemoveIds) continue;
+      // An older subflow from the new one's own address (e.g. a join closed before, with an
+      // empty `from`): REMOVE_ADDR names addresses, and the peer would close the new subflow
+      // too (RFC 8684 §3.4.2).
+      if (sf->local_id == to.local_id) continue;
       if (std::find(rm.ids.begin(), rm.ids.begin() + rm.count, sf->local_id) !=
           rm.ids.begin() + rm.count) {
         continue;

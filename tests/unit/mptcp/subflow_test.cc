@@ -1354,6 +1354,43 @@ TEST_F(SubflowTest, JoinsOfferNoWindowScaleWhenTheInitialSubflowHasNone) {
   EXPECT_FALSE(f[0].options.WindowScale().has_value());
 }
 
+TEST_F(SubflowTest, BreakBeforeMakeNeverRemovesTheNewSubflowsOwnAddress) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // A first join from wlan0 (address ID 1), reset by the peer: closed, gone.
+  const FourTuple w1 = JoinAndHandover();
+  TakeForged();
+  (void)In(w1, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                .flags = tcp_flags::kRst | tcp_flags::kAck});
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  // Break-before-make to wlan0 with no `from`: every subflow not on wlan0 is the old path.
+  Actions a;
+  auto id = engine_.StartHandover(
+      now_, HandoverRequest{"", "wlan0", HandoverMode::kBreakBeforeMake, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  join_syn_ = f[0];
+  nonce_a_ = f[0].mp.mp_join->nonce;
+  const FourTuple w2 = f[0].tuple;
+  ASSERT_NE(w2, w1);
+  EXPECT_EQ(f[0].mp.mp_join->address_id, 1);  // the same address as the closed join
+  (void)In(w2, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+                .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w2, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  int rm = 0;
+  for (auto& s : TakeForged()) {
+    if (!s.mp.remove_addr) continue;
+    ++rm;
+    EXPECT_EQ(s.tuple, w2);
+    ASSERT_EQ(s.mp.remove_addr->count, 1);  // the initial subflow's address only
+    EXPECT_EQ(s.mp.remove_addr->ids[0], 0);
+  }
+  EXPECT_EQ(rm, 1);
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kDone);
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

@@ -100,6 +100,7 @@ namespace mproxy::mptcp {
   X(kJoinRstTx, "MpJoinRstTx")                   /* RST forged on a join subflow */         \
   X(kJoinDupSyn, "MpJoinDupSyn")                 /* SYN for a known join tuple */           \
   X(kJoinLimit, "MpJoinLimit")                   /* max_subflows reached: RST */            \
+  X(kJoinTupleInUse, "MpJoinTupleInUse")         /* non-join SYN on a join's tuple: drop */ \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

@@ -193,6 +193,14 @@ uint8_t Engine::MpcFlags(const Connection& c) const {
 
 void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
   const FourTuple t = p.tuple();
+  if (!wire_.empty() && wire_.contains(t)) {
+    // The local stack chose a join's 4-tuple (it cannot see our raw-socket joins): its packets
+    // would be taken for the join's and the peer would see a SYN on an established subflow.
+    // Refused until the join is gone; the local stack retries its SYN (EngineConfig ports).
+    counters_.Inc(Counter::kJoinTupleInUse);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
   auto it = conns_.find(t);
   if (it != conns_.end()) {
     Connection& old = *it->second;
@@ -601,6 +609,14 @@ void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, Pack
     // A join (RFC 8684 §3.2, interop §2.2): answered by us, never handed to the local stack (it
     // would open a ghost connection).
     InboundJoinSyn(now, p, opts, out, actions);
+    return;
+  }
+  if (!wire_.empty() && wire_.contains(key)) {
+    // A plain or MP_CAPABLE SYN on a join's tuple: the local stack has no socket there (it would
+    // answer with a RST on the join's tuple), and a connection under this key would be shadowed
+    // by the join (wire_ is looked up first).
+    counters_.Inc(Counter::kJoinTupleInUse);
+    out.verdict = packet::Verdict::kDrop;
     return;
   }
   auto it = conns_.find(key);

@@ -57,6 +57,12 @@ struct EngineConfig {
   // Subflows per connection, the initial one included (Linux caps extra subflows at 8): a peer
   // cannot make us hold unbounded join state.
   size_t max_subflows = 8;
+  // Source ports of active joins. The engine's joins are invisible to the local stack's port
+  // allocator, so they are drawn outside Linux's default ip_local_port_range (32768-60999): a
+  // local connection would otherwise get a join's 4-tuple (mptcp/DESIGN.md "Subflows"). If the
+  // host's range is changed to overlap this one, a local SYN on a join's tuple is dropped.
+  uint16_t join_port_min = 61000;
+  uint16_t join_port_max = 65535;
 };
 
 // A local interface the engine may open subflows from. The daemon learns these from the kernel

@@ -419,11 +419,14 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
     FreeSubflow(c, **it);
     --closed;
   }
-  // Source port: the Linux ephemeral range, unused by any tuple we know (RFC 6056 §3.2 spirit).
+  // Source port: random in join_port_min..join_port_max (outside the local stack's ephemeral
+  // range, EngineConfig), unused by any tuple we know (RFC 6056 §3.2 spirit).
   FourTuple t{*addr, c.tuple.dst, 0, c.tuple.dport};
   bool found = false;
+  const uint32_t port_lo = std::min(config_.join_port_min, config_.join_port_max);
+  const uint32_t port_span = std::max(config_.join_port_min, config_.join_port_max) - port_lo + 1;
   for (int attempt = 0; attempt < 64 && !found; ++attempt) {
-    t.sport = static_cast<uint16_t>(32768 + rng_.Next64() % (60999 - 32768 + 1));
+    t.sport = static_cast<uint16_t>(port_lo + rng_.Next64() % port_span);
     found = !wire_.contains(t) && !conns_.contains(t);
   }
   if (!found) return MakeError("subflow: no free source port");

@@ -327,8 +327,7 @@ TEST_F(SubflowTest, HandoverForgesMpJoinSynGolden) {
   EXPECT_EQ(w.src, Addr("198.18.2.2"));
   EXPECT_EQ(w.dst, LocalTuple().dst);
   EXPECT_EQ(w.dport, 5201);
-  EXPECT_GE(w.sport, 32768);
-  EXPECT_LE(w.sport, 60999);
+  EXPECT_GE(w.sport, 61000);  // outside the local stack's ephemeral range (EngineConfig)
   EXPECT_EQ(join_syn_.tcp.flags, tcp_flags::kSyn);
   EXPECT_EQ(join_syn_.options.Mss(), 1460 - 28);
   EXPECT_EQ(join_syn_.options.WindowScale(), kLocalWs);  // the local stack's shift
@@ -1389,6 +1388,25 @@ TEST_F(SubflowTest, BreakBeforeMakeNeverRemovesTheNewSubflowsOwnAddress) {
   }
   EXPECT_EQ(rm, 1);
   EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kDone);
+}
+
+TEST_F(SubflowTest, JoinPortNeverHijacksALocalConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  EXPECT_GE(w.sport, 61000);  // not a port Linux's default ip_local_port_range hands out
+  // The local stack (unaware of the raw-socket join) picks the same 4-tuple anyway (an explicit
+  // bind, or a widened port range): its SYN is refused, not converted under the join's tuple.
+  Seen syn = Run(Hook::kLocalOut, Build(w, {.seq = 777, .flags = tcp_flags::kSyn, .mss = 1460}));
+  EXPECT_EQ(syn.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 1u);
+  EXPECT_EQ(engine_.connection_count(), 1u);
+  // Nor does a peer's SYN on the join's tuple open a connection the join would shadow.
+  MpCapable mpc;
+  Seen psyn = In(w, {.seq = 6666, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {mpc}});
+  EXPECT_EQ(psyn.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 2u);
+  EXPECT_EQ(engine_.connection_count(), 1u);
 }
 
 }  // namespace

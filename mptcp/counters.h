@@ -101,6 +101,8 @@ namespace mproxy::mptcp {
   X(kJoinDupSyn, "MpJoinDupSyn")                 /* SYN for a known join tuple */           \
   X(kJoinLimit, "MpJoinLimit")                   /* max_subflows reached: RST */            \
   X(kJoinTupleInUse, "MpJoinTupleInUse")         /* non-join SYN on a join's tuple: drop */ \
+  X(kSubflowSynDropped, "MpSubflowSynDropped")   /* SYN on an established join: ACK, drop */ \
+  X(kSubflowSeqUnmapped, "MpSubflowSeqUnmapped") /* seq before the subflow's ISN+1: drop */ \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

@@ -735,6 +735,14 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
     case SubflowState::kEstablished:
     case SubflowState::kClosing:
+      if (syn) {
+        // E.g. a delayed duplicate of the peer's SYN/ACK: its sequence number is in the join's
+        // space and it has nothing for the local stack. A SYN on a synchronized connection is
+        // answered with an ACK and dropped (RFC 9293 §3.10.7.4, RFC 5961 §4.2).
+        counters_.Inc(Counter::kSubflowSynDropped);
+        (void)ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions);
+        return;
+      }
       if (!sf.joiner && opts.mp_join && opts.mp_join->form == MpJoin::Form::kAck &&
           p.payload_len == 0) {
         // The joiner retransmits its third ACK until it has the fourth (interop §1.3): ours was
@@ -1235,6 +1243,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     p.tcp.seq = WireOf(c.rx_isn,
                        c.rx_dsn_high + static_cast<uint64_t>(delta) + (c.rx_fin_delivered ? 1 : 0));
   }
+  // An empty segment with no position in this subflow's space (before its ISN + 1) would reach
+  // the local stack with the subflow's raw sequence number: dropped below, once its ACK and
+  // signalling have been taken into account.
+  const bool unmapped = len == 0 && !deliver_fin && !seg_off;
 
   bool sfin_only = false;
   if (sfin && seg_off) {
@@ -1286,6 +1298,11 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     for (auto& s : c.subflows) {
       if (s->state == SubflowState::kEstablished && !s->gone) SendFinOn(now, c, *s, actions);
     }
+  }
+  if (unmapped) {
+    counters_.Inc(Counter::kSubflowSeqUnmapped);
+    out.verdict = packet::Verdict::kDrop;
+    return;
   }
   p.options.RemoveAll(tcp_opt::kMptcp);
   if (p.options.RemoveAll(tcp_opt::kSack) > 0) counters_.Inc(Counter::kSackStripped);

@@ -1409,6 +1409,36 @@ TEST_F(SubflowTest, JoinPortNeverHijacksALocalConnection) {
   EXPECT_EQ(engine_.connection_count(), 1u);
 }
 
+TEST_F(SubflowTest, SynOnAnEstablishedJoinIsAnsweredWithAnAckNeverDelivered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // A delayed duplicate of the peer's SYN/ACK: the join's raw ISN must not reach the local stack.
+  Seen r = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+                  .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                  .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowSynDropped), 1u);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // RFC 5961 §4.2: an ACK on the join
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kEstablished);
+  // An empty segment whose seq lies before the join's ISN + 1 has no TSN: dropped, not passed
+  // with the join's sequence number.
+  Seen e = In(w, {.seq = kIsnJ - 5, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(e.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowSeqUnmapped), 1u);
+  // The join keeps working.
+  Seen d = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                  .mptcp = {PeerDss(100, {{100, 10}}, 0)}, .payload = Payload(10, 6)});
+  EXPECT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(d.tcp.seq, kIsnB + 101);
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

@@ -103,6 +103,7 @@ namespace mproxy::mptcp {
   X(kJoinTupleInUse, "MpJoinTupleInUse")         /* non-join SYN on a join's tuple: drop */ \
   X(kSubflowSynDropped, "MpSubflowSynDropped")   /* SYN on an established join: ACK, drop */ \
   X(kSubflowSeqUnmapped, "MpSubflowSeqUnmapped") /* seq before the subflow's ISN+1: drop */ \
+  X(kProbeAckTx, "MpProbeAckTx")                 /* keepalive/window probe answered */      \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

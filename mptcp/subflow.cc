@@ -1299,6 +1299,16 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       if (s->state == SubflowState::kEstablished && !s->gone) SendFinOn(now, c, *s, actions);
     }
   }
+  if (len == 0 && !deliver_fin && !sfin && sf.usable() && (unmapped || *seg_off < sf.rx_san) &&
+      (unmapped || &sf != c.active)) {
+    // A keepalive or zero-window probe: one below what we acknowledged on this subflow
+    // (RFC 9293 §3.8.4), sent so that the receiver answers with an ACK. The local stack's ACKs go
+    // on the active subflow, so only that one's probes may be left to it; the others' are
+    // answered here, on their own subflow, or the peer's keepalive resets an idle backup path.
+    if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+      counters_.Inc(Counter::kProbeAckTx);
+    }
+  }
   if (unmapped) {
     counters_.Inc(Counter::kSubflowSeqUnmapped);
     out.verdict = packet::Verdict::kDrop;

@@ -1439,6 +1439,48 @@ TEST_F(SubflowTest, SynOnAnEstablishedJoinIsAnsweredWithAnAckNeverDelivered) {
   EXPECT_EQ(d.tcp.seq, kIsnB + 101);
 }
 
+TEST_F(SubflowTest, KeepaliveOnEverySubflowIsAnswered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The peer's keepalive on the initial (now backup) subflow: seq = what we acknowledged - 1, no
+  // data. It is no news for the local stack, but the peer needs its ACK on that subflow.
+  Seen k = In({.seq = kIsnB + 100, .ack = kIsnA + 101, .ts = TimestampsOption{6000, 1003},
+               .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(k.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, kIsnA + 101);
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  ASSERT_TRUE(f[0].options.Timestamps());
+  EXPECT_EQ(f[0].options.Timestamps()->tsecr, 6000u);
+  EXPECT_TRUE(f[0].mp.dss && f[0].mp.dss->data_ack);
+  EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 1u);
+  // A keepalive on the active join before it received anything sits at its ISN: it has no TSN,
+  // so the local stack cannot answer it; we do.
+  Seen kj = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(kj.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 2u);
+  // Once the join carried data, its keepalive is the local stack's (its ACK goes on the join):
+  // delivered one below the local rcv_nxt, not answered twice.
+  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+               .mptcp = {PeerDss(100, {{100, 10}}, 0)}, .payload = Payload(10, 6)});
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 111});
+  TakeForged();
+  Seen ka = In(w, {.seq = kIsnJ + 10, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(ka.verdict, Verdict::kAccept);
+  EXPECT_EQ(ka.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(ka.tcp.seq, kIsnB + 110);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 2u);
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

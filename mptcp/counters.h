@@ -104,6 +104,8 @@ namespace mproxy::mptcp {
   X(kSubflowSynDropped, "MpSubflowSynDropped")   /* SYN on an established join: ACK, drop */ \
   X(kSubflowSeqUnmapped, "MpSubflowSeqUnmapped") /* seq before the subflow's ISN+1: drop */ \
   X(kProbeAckTx, "MpProbeAckTx")                 /* keepalive/window probe answered */      \
+  X(kRstChallengeAck, "MpRstChallengeAck")       /* RST in window, not exact: ACK, drop */  \
+  X(kRstBadSeq, "MpRstBadSeq")                   /* RST out of window: dropped */           \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

@@ -715,6 +715,33 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   bool deliver_fin = false;
   bool ack_advanced = false;
 
+  if (rst && !(opts.mp_fastclose && opts.mp_fastclose->receiver_key == c.local_key)) {
+    // RFC 5961 §3.2 before anything in the segment is used: a blind RST must guess the exact
+    // subflow sequence number (it is delivered below at the local stack's rcv_nxt, which the
+    // local stack would accept from anyone). An MP_FASTCLOSE with our key is authenticated by it.
+    const uint8_t shift = c.local_ws && c.peer_ws ? c.local_wscale : 0;
+    switch (CheckRst(p.tcp.seq, WireOf(c.rx_isn, c.rx_san), WireOf(c.rx_isn, c.rx_ssn_high),
+                     uint32_t{c.last_window} << std::min<uint8_t>(shift, 14))) {
+      case RstCheck::kAccept:
+        break;
+      case RstCheck::kChallenge: {
+        counters_.Inc(Counter::kRstChallengeAck);
+        const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
+                             : c.tx_fin                 ? WireOf(c.tx_isn, *c.tx_fin)
+                                                        : WireOf(c.tx_isn, c.tx_high);
+        if (auto pkt = Forge(c, seq, tcp_flags::kAck)) {
+          actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
+        }
+        out.verdict = packet::Verdict::kDrop;
+        return;
+      }
+      case RstCheck::kDrop:
+        counters_.Inc(Counter::kRstBadSeq);
+        out.verdict = packet::Verdict::kDrop;
+        return;
+    }
+  }
+
   if (auto ts = p.options.Timestamps()) {
     packet::TimestampsOption t = c.last_ts.value_or(*ts);
     t.tsecr = ts->tsval;
@@ -961,6 +988,13 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
       Emit(p, out);
     }
   }
+}
+
+Engine::RstCheck Engine::CheckRst(uint32_t seq, uint32_t rcv_nxt, uint32_t rcv_high,
+                                  uint32_t window) {
+  if (seq == rcv_nxt || seq == rcv_high) return RstCheck::kAccept;
+  // In window as Linux's tcp_sequence() sees a RST: rcv_nxt < seq <= rcv_nxt + window.
+  return seq - rcv_nxt <= window ? RstCheck::kChallenge : RstCheck::kDrop;
 }
 
 bool Engine::LoneDss(const TcpPacket& p, const SegmentOptions& opts) {

@@ -171,6 +171,16 @@ class Engine final : public packet::Engine {
                           const SegmentOptions& opts, packet::PacketOut& out,
                           packet::Actions& actions);
   static bool LoneDss(const packet::TcpPacket& p, const SegmentOptions& opts);
+  // RFC 5961 §3.2: a RST resets only at exactly the receiver's next sequence number (`rcv_nxt`,
+  // what we acknowledge; `rcv_high`, the highest received, like Linux's right-most SACK block);
+  // elsewhere in the window it gets a challenge ACK; outside it is dropped.
+  enum class RstCheck : uint8_t { kAccept, kChallenge, kDrop };
+  [[nodiscard]] static RstCheck CheckRst(uint32_t seq, uint32_t rcv_nxt, uint32_t rcv_high,
+                                         uint32_t window);
+  // CheckRst for a RST on subflow `sf` (multipath or join), counted, challenge ACK forged; an
+  // MP_FASTCLOSE with our key is authenticated by it and always accepted.
+  bool SubflowRstAccepted(Connection& c, Subflow& sf, const packet::TcpPacket& p,
+                          const SegmentOptions& opts, packet::Actions& actions);
 
   // Helpers.
   // The connection a non-SYN packet belongs to, if it is one we convert (counted otherwise:

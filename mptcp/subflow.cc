@@ -274,6 +274,26 @@ void Engine::ForgeRstOn(Connection& c, Subflow& sf, uint8_t reason, packet::Acti
   }
 }
 
+bool Engine::SubflowRstAccepted(Connection& c, Subflow& sf, const TcpPacket& p,
+                                const SegmentOptions& opts, packet::Actions& actions) {
+  if (opts.mp_fastclose && opts.mp_fastclose->receiver_key == c.local_key) return true;
+  const uint8_t shift = sf.ws ? c.local_wscale : 0;  // the window fields we send on it
+  switch (CheckRst(p.tcp.seq, WireOf(sf.rx_isn, sf.rx_san), WireOf(sf.rx_isn, sf.rx_ssn_high),
+                   uint32_t{c.last_window} << std::min<uint8_t>(shift, 14))) {
+    case RstCheck::kAccept:
+      return true;
+    case RstCheck::kChallenge:
+      // RFC 5961 §3.2: the real peer answers our ACK with a RST at exactly its sequence number.
+      counters_.Inc(Counter::kRstChallengeAck);
+      (void)ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions);
+      return false;
+    case RstCheck::kDrop:
+      counters_.Inc(Counter::kRstBadSeq);
+      return false;
+  }
+  return false;
+}
+
 void Engine::ForgeHandshakeRst(const TcpPacket& p, packet::Actions& actions) {
   // The reset a TCP stack sends for an unacceptable segment (RFC 9293 §3.10.7.1) plus MP_TCPRST
   // reason 1, what Linux answers an unknown token or a bad HMAC with (interop §2.2).
@@ -680,6 +700,10 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
         if (p.tcp.seq == sf.rx_isn) SendJoinThirdAck(now, c, sf, actions);  // our ACK was lost
         return;
       }
+      if (rst && p.tcp.seq != sf.rx_isn + 1) {
+        counters_.Inc(Counter::kRstBadSeq);  // RFC 5961 §3.2: not at the only acceptable seq
+        return;
+      }
       if (rst) {
         counters_.Inc(Counter::kJoinRefused);  // e.g. MPJoinRejected: RST reason 3 (interop §2.2)
         FinishHandover(now, sf, false, "join reset by the peer");
@@ -701,6 +725,10 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
     case SubflowState::kSynReceived: {
       if (syn) return;
+      if (rst && p.tcp.seq != sf.rx_isn + 1) {
+        counters_.Inc(Counter::kRstBadSeq);  // RFC 5961 §3.2: not at the only acceptable seq
+        return;
+      }
       if (rst) {
         FreeSubflow(c, sf);
         return;
@@ -752,6 +780,8 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
         }
         return;
       }
+      // A blind RST must not end the fast path either (checked again in InboundMulti: idempotent).
+      if (rst && !SubflowRstAccepted(c, sf, p, opts, actions)) return;
       // The first packet a join carries after its handshake ends the single-path fast path.
       MigrateToMulti(c);
       InboundMulti(now, c, sf, p, opts, out, actions);
@@ -1044,6 +1074,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   bool deliver_fin = false;
   bool ack_advanced = false;
   out.Reset();
+  if (rst && !SubflowRstAccepted(c, sf, p, opts, actions)) {
+    out.verdict = packet::Verdict::kDrop;  // RFC 5961 §3.2, before anything in it is used
+    return;
+  }
 
   const std::optional<packet::TimestampsOption> ts = p.options.Timestamps();
   if (ts) sf.ts_recent = ts->tsval;

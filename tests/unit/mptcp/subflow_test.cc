@@ -1481,6 +1481,91 @@ TEST_F(SubflowTest, KeepaliveOnEverySubflowIsAnswered) {
   EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 2u);
 }
 
+TEST_F(SubflowTest, RstOnTheInitialSubflowNeedsItsExactSequenceNumber) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // RFC 5961 §3.2 on the single path. Out of window: dropped, nothing answered.
+  Seen blind = In({.seq = kIsnB + 0x40000000, .ack = 0, .flags = tcp_flags::kRst});
+  EXPECT_EQ(blind.verdict, Verdict::kDrop);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 1u);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  // In the window (500 << 7 bytes) but not at rcv_nxt: a challenge ACK, dropped.
+  Seen near = In({.seq = kIsnB + 101 + 1000, .ack = kIsnA + 101, .flags = tcp_flags::kRst});
+  EXPECT_EQ(near.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, kIsnA + 101);
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  EXPECT_EQ(engine_.counter(Counter::kRstChallengeAck), 1u);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  // The peer's answer to it, at exactly rcv_nxt: the local stack gets the RST.
+  Seen exact = In({.seq = kIsnB + 101, .ack = kIsnA + 101, .flags = tcp_flags::kRst});
+  EXPECT_EQ(exact.verdict, Verdict::kAccept);
+  EXPECT_TRUE(exact.tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(exact.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+}
+
+TEST_F(SubflowTest, RstOnAJoinNeedsItsExactSequenceNumber) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The join received nothing yet: rcv_nxt is its ISN + 1. Out of window: dropped.
+  Seen blind = In(w, {.seq = kIsnJ + 0x40000000, .flags = tcp_flags::kRst});
+  EXPECT_EQ(blind.verdict, Verdict::kDrop);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kEstablished);
+  // In window: a challenge ACK on the join.
+  Seen near = In(w, {.seq = kIsnJ + 1 + 100, .flags = tcp_flags::kRst});
+  EXPECT_EQ(near.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(engine_.counter(Counter::kRstChallengeAck), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kEstablished);
+  // The same on the initial subflow once multipath (its rcv_nxt: kIsnB + 101).
+  Seen iblind = In({.seq = kIsnB + 0x40000000, .flags = tcp_flags::kRst});
+  EXPECT_EQ(iblind.verdict, Verdict::kDrop);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 2u);
+  Seen inear = In({.seq = kIsnB + 102, .flags = tcp_flags::kRst});
+  EXPECT_EQ(inear.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  EXPECT_EQ(engine_.counter(Counter::kRstChallengeAck), 2u);
+  EXPECT_EQ(Subflows()[0].state, SubflowState::kEstablished);
+  // Exact: the join closes, the connection lives on the initial subflow.
+  Seen exact = In(w, {.seq = kIsnJ + 1, .flags = tcp_flags::kRst});
+  EXPECT_EQ(exact.verdict, Verdict::kDrop);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowRstRx), 1u);
+}
+
+TEST_F(SubflowTest, RstDuringAJoinHandshakeNeedsItsExactSequenceNumber) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = StartJoin();
+  (void)In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  TakeForged();
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
+  (void)In(w, {.seq = kIsnJ + 77, .flags = tcp_flags::kRst});
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
+  (void)In(w, {.seq = kIsnJ + 1, .flags = tcp_flags::kRst});  // e.g. MPJoinRejected
+  EXPECT_EQ(engine_.counter(Counter::kJoinRefused), 1u);
+  EXPECT_EQ(Subflows().size(), 1u);
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

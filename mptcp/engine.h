@@ -257,6 +257,7 @@ class Engine final : public packet::Engine {
   void CloseSubflow(packet::Time now, Connection& c, Subflow& sf);
   void FreeSubflow(Connection& c, Subflow& sf);
   void FreeSubflows(Connection& c);
+  void PruneClosedJoins(Connection& c);
   void ResetJoins(Connection& c, packet::Actions& actions);
   void JoinTimers(packet::Time now, Connection& c, packet::Actions& actions);
   void MultiTimer(packet::Time now, Connection& c, packet::Actions& actions);

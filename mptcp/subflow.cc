@@ -375,6 +375,25 @@ void Engine::FreeSubflow(Connection& c, Subflow& sf) {
   if (c.multi && c.active == nullptr) SelectActive(c);
 }
 
+void Engine::PruneClosedJoins(Connection& c) {
+  // Closed joins stay listed (and their tuple known, so that late packets on it are dropped, not
+  // passed) for a while; a long-lived connection that keeps handing over, or a peer that keeps
+  // joining and resetting, must not accumulate them. Called before a join is added (active or
+  // passive), so a connection holds at most max_subflows live + kKeptClosed closed subflows.
+  // The SEND table may still name them: a subflow it cannot find is one that is gone (fresh SSN
+  // space on the active one).
+  constexpr size_t kKeptClosed = 2;
+  size_t closed = 0;
+  for (const auto& sf : c.subflows) closed += !sf->initial && sf->state == SubflowState::kClosed;
+  while (closed > kKeptClosed) {
+    auto it = std::find_if(c.subflows.begin(), c.subflows.end(), [](const auto& sf) {
+      return !sf->initial && sf->state == SubflowState::kClosed;
+    });
+    FreeSubflow(c, **it);
+    --closed;
+  }
+}
+
 void Engine::FreeSubflows(Connection& c) {
   for (auto& sf : c.subflows) {
     FinishHandover(clock_, *sf, false, "connection ended");
@@ -426,19 +445,7 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
   if (LiveSubflows(c) >= config_.max_subflows) {
     return MakeError("subflow: the connection has the maximum number of subflows");
   }
-  // Closed joins stay listed (and their tuple known) for a while; a long-lived connection that
-  // keeps handing over must not accumulate them. The SEND table may still name them: a subflow it
-  // cannot find is one that is gone (fresh SSN space on the active one).
-  constexpr size_t kKeptClosed = 2;
-  size_t closed = 0;
-  for (const auto& sf : c.subflows) closed += !sf->initial && sf->state == SubflowState::kClosed;
-  while (closed > kKeptClosed) {
-    auto it = std::find_if(c.subflows.begin(), c.subflows.end(), [](const auto& sf) {
-      return !sf->initial && sf->state == SubflowState::kClosed;
-    });
-    FreeSubflow(c, **it);
-    --closed;
-  }
+  PruneClosedJoins(c);
   // Source port: random in join_port_min..join_port_max (outside the local stack's ephemeral
   // range, EngineConfig), unused by any tuple we know (RFC 6056 §3.2 spirit).
   FourTuple t{*addr, c.tuple.dst, 0, c.tuple.dport};
@@ -614,6 +621,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
     return;
   }
   c.last_activity = now;
+  PruneClosedJoins(c);
   auto fresh = std::make_unique<Subflow>();
   Subflow& sf = *fresh;
   sf.id = c.next_subflow_id++;

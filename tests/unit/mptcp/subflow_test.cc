@@ -1566,6 +1566,38 @@ TEST_F(SubflowTest, RstDuringAJoinHandshakeNeedsItsExactSequenceNumber) {
   EXPECT_EQ(Subflows().size(), 1u);
 }
 
+TEST_F(PassiveJoinTest, ClosedPassiveJoinsDoNotAccumulate) {
+  ASSERT_NO_FATAL_FAILURE(EstablishPassive());
+  // A peer that keeps joining and resetting (50 times, each from a new port) must not make us
+  // hold state for every closed join: at most max_subflows live + 2 closed are kept.
+  for (int k = 0; k < 50; ++k) {
+    FourTuple w{LocalTuple().src, Addr("198.18.4.2"), 5201, static_cast<uint16_t>(45000 + k)};
+    (void)In(w, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .mptcp = {PeerSyn(token_a_)}});
+    auto f = TakeForged();
+    ASSERT_EQ(f.size(), 1u);
+    const uint32_t nonce = f[0].mp.mp_join->nonce;
+    MpJoin third;
+    third.form = MpJoin::Form::kAck;
+    third.hmac = FullHmac(kKeyB, key_a_, kNonceB, nonce);
+    (void)In(w, {.seq = kIsnJ + 1, .ack = f[0].tcp.seq + 1, .mptcp = {third}});
+    TakeForged();
+    (void)In(w, {.seq = kIsnJ + 1, .ack = f[0].tcp.seq + 1, .flags = tcp_flags::kRst});
+    TakeForged();
+    ASSERT_LE(Subflows().size(), 1u + 2u + 1u);  // initial + kept closed + the one just closed
+  }
+  EXPECT_EQ(engine_.counter(Counter::kSubflowRstRx), 50u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinLimit), 0u);
+  // The freed joins' tuples are forgotten (an unknown flow), the kept ones still dropped.
+  const uint64_t before = engine_.counter(Counter::kNoConnection);
+  (void)In(FourTuple{LocalTuple().src, Addr("198.18.4.2"), 5201, 45000},
+           {.seq = kIsnJ + 1, .ack = 1, .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(engine_.counter(Counter::kNoConnection), before + 1);
+  Seen late = In(FourTuple{LocalTuple().src, Addr("198.18.4.2"), 5201, 45049},
+                 {.seq = kIsnJ + 1, .ack = 1, .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(late.verdict, Verdict::kDrop);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

@@ -47,6 +47,8 @@ namespace mproxy::mptcp {
   X(kDataFinRx, "MpDataFinRx")                                                              \
   X(kMappingRx, "MpMappingRx")                   /* new peer mapping recorded */            \
   X(kMappingConflict, "MpMappingConflict")       /* changed mapping for mapped bytes: drop */ \
+  X(kMappingNotOwn, "MpMappingNotOwn")           /* mapping not covering its segment: unused */ \
+  X(kRecvTableFull, "MpRecvTableFull")           /* RECV table at its cap: farthest dropped */ \
   X(kNoMapping, "MpNoMapping")                   /* data not covered by a mapping: drop */  \
   X(kSpansMappings, "MpSpansMappings")           /* data spans unrelated mappings: drop */  \
   X(kCsumBad, "MpCsumBad")                       /* DSS checksum mismatch: drop */          \

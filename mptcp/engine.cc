@@ -834,11 +834,12 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
         if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
         c.rx_data_fin = fin_at;
       }
-      if (data_bytes > 0 && m.ssn > 0) {
+      if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
         switch (c.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
           case InsertResult::kInserted:
             counters_.Inc(Counter::kMappingRx);
             if (ssn_off != static_cast<uint64_t>(dsn_off)) c.rx_shifted = true;
+            CapRecvTable(c.recv);
             break;
           case InsertResult::kDuplicate: break;
           case InsertResult::kConflict:
@@ -995,6 +996,27 @@ Engine::RstCheck Engine::CheckRst(uint32_t seq, uint32_t rcv_nxt, uint32_t rcv_h
   if (seq == rcv_nxt || seq == rcv_high) return RstCheck::kAccept;
   // In window as Linux's tcp_sequence() sees a RST: rcv_nxt < seq <= rcv_nxt + window.
   return seq - rcv_nxt <= window ? RstCheck::kChallenge : RstCheck::kDrop;
+}
+
+bool Engine::MappingForSegment(uint32_t len, std::optional<uint64_t> seg_off, uint64_t ssn_off,
+                               uint32_t data_bytes) {
+  // Linux uses a DSS mapping only for the skb it arrived on, which it must cover
+  // (get_mapping_status(): DSSNoMatchTCP otherwise, interop §1.4); one on an empty segment maps
+  // nothing (only its DATA_FIN counts). Recording such mappings would let every empty segment
+  // add a table entry that stays until acknowledged.
+  if (len > 0 && seg_off && *seg_off >= ssn_off && *seg_off - ssn_off < data_bytes) return true;
+  counters_.Inc(Counter::kMappingNotOwn);
+  return false;
+}
+
+void Engine::CapRecvTable(MappingTable& t) {
+  // Entries are pieces between holes of the receive window, normally a handful. Past the cap the
+  // farthest go first (like a receiver pruning its out-of-order queue): their data is dropped
+  // (MpNoMapping) and retransmitted with its mapping; the ones that fill holes stay.
+  while (t.size() > kMaxRecvMappings) {
+    t.DropLast();
+    counters_.Inc(Counter::kRecvTableFull);
+  }
 }
 
 bool Engine::LoneDss(const TcpPacket& p, const SegmentOptions& opts) {

@@ -115,6 +115,8 @@ class Engine final : public packet::Engine {
 
   [[nodiscard]] uint64_t counter(Counter c) const { return counters_.Get(c); }
   [[nodiscard]] size_t connection_count() const { return conns_.size(); }
+  // Entries a RECV table (per subflow) keeps at most (MappingForSegment, CapRecvTable).
+  static constexpr size_t kMaxRecvMappings = 1024;
   void ForEachConnection(const std::function<void(const Connection&)>& visit) const;
   // Every subflow of `c`, the initial one first.
   void ForEachSubflow(const Connection& c, const std::function<void(const SubflowInfo&)>& visit) const;
@@ -171,6 +173,12 @@ class Engine final : public packet::Engine {
                           const SegmentOptions& opts, packet::PacketOut& out,
                           packet::Actions& actions);
   static bool LoneDss(const packet::TcpPacket& p, const SegmentOptions& opts);
+  // RECV tables (seed §3.3) hold the peer's mappings until acknowledged; untrusted input must not
+  // grow them without bound. A mapping is recorded only for payload of its own segment that it
+  // covers (counted otherwise), and a table keeps at most kMaxRecvMappings entries.
+  [[nodiscard]] bool MappingForSegment(uint32_t len, std::optional<uint64_t> seg_off,
+                                       uint64_t ssn_off, uint32_t data_bytes);
+  void CapRecvTable(MappingTable& t);
   // RFC 5961 §3.2: a RST resets only at exactly the receiver's next sequence number (`rcv_nxt`,
   // what we acknowledge; `rcv_high`, the highest received, like Linux's right-most SACK block);
   // elsewhere in the window it gets a challenge ACK; outside it is dropped.

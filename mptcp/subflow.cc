@@ -1186,11 +1186,12 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
         if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
         c.rx_data_fin = static_cast<uint64_t>(dsn_off) + data_bytes;
       }
-      if (data_bytes > 0 && m.ssn > 0) {
+      if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
         switch (sf.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
           case InsertResult::kInserted:
             counters_.Inc(Counter::kMappingRx);
             if (ssn_off != static_cast<uint64_t>(dsn_off)) sf.rx_shifted = true;
+            CapRecvTable(sf.recv);
             break;
           case InsertResult::kDuplicate:
             break;

@@ -1598,6 +1598,63 @@ TEST_F(PassiveJoinTest, ClosedPassiveJoinsDoNotAccumulate) {
   EXPECT_EQ(Conn()->state, ConnState::kEstablished);
 }
 
+TEST_F(SubflowTest, RecvTablesRecordOnlyMappingsOfTheirOwnPayload) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  auto largest = [&] {
+    size_t n = Conn()->recv.size();
+    for (auto& sf : Conn()->subflows) n = std::max(n, sf->recv.size());
+    return n;
+  };
+  // Single path: empty segments whose DSS carries a mapping map nothing (interop §1.4).
+  for (uint32_t k = 0; k < 1000; ++k) {
+    (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101,
+              .mptcp = {PeerDss(100, {{1000 + 2 * k, 1}}, 1000 + 2 * k)}});
+  }
+  EXPECT_EQ(largest(), 0u);
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // Multipath, on the join: the same.
+  for (uint32_t k = 0; k < 20000; ++k) {
+    (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                 .mptcp = {PeerDss(100, {{1000 + 2 * k, 1}}, 1000 + 2 * k)}});
+  }
+  EXPECT_EQ(largest(), 0u);
+  // A data segment whose mapping does not cover it: the mapping is not recorded, the data has
+  // none and is dropped (the peer retransmits it with its own).
+  Seen d = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                  .mptcp = {PeerDss(100, {{100, 10}}, 50)}, .payload = Payload(10, 6)});
+  EXPECT_EQ(d.verdict, Verdict::kDrop);
+  EXPECT_EQ(largest(), 0u);
+  EXPECT_EQ(engine_.counter(Counter::kMappingNotOwn), 21001u);
+  // Its own mapping: delivered.
+  Seen ok = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+                   .mptcp = {PeerDss(100, {{100, 10}}, 0)}, .payload = Payload(10, 6)});
+  EXPECT_EQ(ok.verdict, Verdict::kAccept);
+  EXPECT_EQ(ok.tcp.seq, kIsnB + 101);
+}
+
+TEST_F(SubflowTest, RecvTableIsCappedAndStillFillsItsHoles) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // 1-byte segments with a hole after each: every one is its own RECV entry.
+  const uint32_t n = static_cast<uint32_t>(Engine::kMaxRecvMappings) + 100;
+  for (uint32_t k = 0; k < n; ++k) {
+    (void)In(w, {.seq = kIsnJ + 1 + 2 * k, .ack = join_syn_.tcp.seq + 1,
+                 .mptcp = {PeerDss(100, {{100 + 2 * k, 1}}, 2 * k)}, .payload = Payload(1, 1)});
+  }
+  auto join_table = [&] { return Conn()->subflows[1]->recv.size(); };
+  EXPECT_EQ(join_table(), Engine::kMaxRecvMappings);
+  EXPECT_EQ(engine_.counter(Counter::kRecvTableFull), 100u);  // the farthest ones went
+  // A byte filling the first hole is still mapped (it merges its neighbours) and delivered.
+  Seen fill = In(w, {.seq = kIsnJ + 2, .ack = join_syn_.tcp.seq + 1,
+                     .mptcp = {PeerDss(100, {{101, 1}}, 1)}, .payload = Payload(1, 2)});
+  EXPECT_EQ(fill.verdict, Verdict::kAccept);
+  EXPECT_EQ(fill.tcp.seq, kIsnB + 102);
+  EXPECT_EQ(join_table(), Engine::kMaxRecvMappings - 1);  // three entries became one
+  EXPECT_EQ(Conn()->subflows[1]->recv.entries()[0], (MapEntry{0, 100, 3, 0}));
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

@@ -978,7 +978,8 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
   const FourTuple w = JoinAndHandover();
   TakeForged();
   // Mutations of valid packets on both subflows and from the local stack: every outcome is a
-  // verdict (and counted), never a crash; accepted inbound packets always carry the TCP-side tuple.
+  // verdict (and counted), never a crash; accepted inbound packets of the flow always carry the
+  // TCP-side tuple and sequence spaces.
   Xoshiro256 r(42);
   const std::vector<std::vector<uint8_t>> seeds = {
       Build(w.Reversed(), {.seq = kIsnJ + 1,
@@ -999,9 +1000,14 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
                                       .mptcp = {PeerDss(100, {{100, 10}}, 100)},
                                       .payload = Payload(10, 1)}),
   };
-  for (int i = 0; i < 3000; ++i) {
-    std::vector<uint8_t> pkt = seeds[r.Below(seeds.size())];
-    const int flips = 1 + static_cast<int>(r.Below(4));
+  // First each valid packet once, inbound (the FIN last: it closes the join), then mutations.
+  constexpr std::array<size_t, 4> kValidFirst = {2, 0, 3, 1};
+  int join_checked = 0;
+  for (int i = -4; i < 3000; ++i) {
+    const bool valid = i < 0;
+    std::vector<uint8_t> pkt = seeds[valid ? kValidFirst[static_cast<size_t>(i + 4)]
+                                           : r.Below(seeds.size())];
+    const int flips = valid ? 0 : 1 + static_cast<int>(r.Below(4));
     for (int k = 0; k < flips; ++k) {
       // Keep the IP header mostly intact so the TCP part is what gets exercised.
       const size_t at = 20 + r.Below(pkt.size() - 20);
@@ -1010,19 +1016,41 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
     PacketOut out;
     Actions a;
     PacketMeta meta;
-    meta.hook = r.Below(4) == 0 ? Hook::kLocalOut : Hook::kPreRouting;
+    meta.hook = !valid && r.Below(4) == 0 ? Hook::kLocalOut : Hook::kPreRouting;
     std::vector<uint8_t> copy = pkt;
     engine_.OnPacket(now_, meta, MutableBytes(copy), out, a);
-    if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && out.rewritten) {
-      std::vector<uint8_t> res(out.head.begin(),
-                               out.head.begin() + static_cast<long>(out.head_len));
-      res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
+    auto in = ParseTcpPacket(MutableBytes(pkt));
+    const bool ours = in.ok() && (in->tuple() == w.Reversed() ||
+                                  in->tuple() == LocalTuple().Reversed());
+    if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && ours &&
+        Conn() != nullptr) {
+      // Every accepted packet of the converted flow (malformed ones pass by policy, and are not
+      // ours), rewritten or left in place, is in the TCP side's terms: its tuple, a TSN and a
+      // TAN. The join's spaces are far from the local stack's (kIsnJ vs kIsnB, a random ISN vs
+      // kIsnA), so a wire value passed through shows.
+      std::vector<uint8_t> res = copy;
+      if (out.rewritten) {
+        res.assign(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
+        res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
+      }
       auto p = ParseTcpPacket(MutableBytes(res));
       ASSERT_TRUE(p.ok());
-      EXPECT_NE(p->tuple(), w.Reversed()) << "a join packet reached the local stack untranslated";
+      EXPECT_EQ(p->tuple(), LocalTuple().Reversed()) << "delivered on another tuple, i=" << i;
+      if (p->tcp.has(tcp_flags::kAck)) {
+        // The TAN comes from a DATA_ACK, never beyond what the local stack sent.
+        EXPECT_LE(p->tcp.ack - (kIsnA + 1), Conn()->tx_high + 1) << "ack untranslated, i=" << i;
+      }
+      if (in->tuple() == w.Reversed()) {
+        ++join_checked;
+        EXPECT_NE(p->tcp.seq, in->tcp.seq) << "join seq passed untranslated, i=" << i;
+        if (in->tcp.has(tcp_flags::kAck)) {
+          EXPECT_NE(p->tcp.ack, in->tcp.ack) << "join ack passed untranslated, i=" << i;
+        }
+      }
     }
     now_ += std::chrono::milliseconds(1);
   }
+  EXPECT_GT(join_checked, 0);
 }
 
 TEST_F(SubflowTest, JoinLimitIsEnforced) {

@@ -1429,6 +1429,15 @@ TEST_F(SubflowTest, JoinPortNeverHijacksALocalConnection) {
   EXPECT_EQ(syn.verdict, Verdict::kDrop);
   EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 1u);
   EXPECT_EQ(engine_.connection_count(), 1u);
+  // A SYN/ACK on that tuple is the join's business: never delivered to the old connection.
+  MpCapable synack;
+  synack.form = MpCapable::Form::kSynAck;
+  synack.sender_key = 0x1234;
+  Seen r = In(w, {.seq = 5555, .ack = 778, .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                  .mss = 1460, .mptcp = {synack}});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowSynDropped), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinSynRx), 0u);
   // Nor does a peer's SYN on the join's tuple open a connection the join would shadow.
   MpCapable mpc;
   Seen psyn = In(w, {.seq = 6666, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {mpc}});

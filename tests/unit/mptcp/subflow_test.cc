@@ -1005,8 +1005,8 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
   int join_checked = 0;
   for (int i = -4; i < 3000; ++i) {
     const bool valid = i < 0;
-    std::vector<uint8_t> pkt = seeds[valid ? kValidFirst[static_cast<size_t>(i + 4)]
-                                           : r.Below(seeds.size())];
+    std::vector<uint8_t> pkt =
+        seeds[valid ? kValidFirst[static_cast<size_t>(i + 4)] : r.Below(seeds.size())];
     const int flips = valid ? 0 : 1 + static_cast<int>(r.Below(4));
     for (int k = 0; k < flips; ++k) {
       // Keep the IP header mostly intact so the TCP part is what gets exercised.
@@ -1020,8 +1020,8 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
     std::vector<uint8_t> copy = pkt;
     engine_.OnPacket(now_, meta, MutableBytes(copy), out, a);
     auto in = ParseTcpPacket(MutableBytes(pkt));
-    const bool ours = in.ok() && (in->tuple() == w.Reversed() ||
-                                  in->tuple() == LocalTuple().Reversed());
+    const bool ours =
+        in.ok() && (in->tuple() == w.Reversed() || in->tuple() == LocalTuple().Reversed());
     if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && ours &&
         Conn() != nullptr) {
       // Every accepted packet of the converted flow (malformed ones pass by policy, and are not
@@ -1335,35 +1335,52 @@ TEST_F(PassiveJoinTest, UnknownTokenAndBadHmacAreReset) {
 TEST_F(SubflowTest, JoinsOfferNoWindowScaleWhenTheInitialSubflowHasNone) {
   // Local SYN offers WS 7, the peer's SYN/ACK has no WS: the local stack writes unscaled windows
   // (RFC 7323 §2.2), so a join must not announce a shift either.
-  (void)Out({.seq = kIsnA, .flags = tcp_flags::kSyn, .window = 64240, .mss = 1460, .ws = kLocalWs,
+  (void)Out({.seq = kIsnA,
+             .flags = tcp_flags::kSyn,
+             .window = 64240,
+             .mss = 1460,
+             .ws = kLocalWs,
              .ts = TimestampsOption{1000, 0}});
   MpCapable synack;
   synack.form = MpCapable::Form::kSynAck;
   synack.sender_key = kKeyB;
-  (void)In({.seq = kIsnB, .ack = kIsnA + 1, .flags = tcp_flags::kSyn | tcp_flags::kAck,
-            .mss = 1460, .ts = TimestampsOption{5000, 1000}, .mptcp = {synack}});
+  (void)In({.seq = kIsnB,
+            .ack = kIsnA + 1,
+            .flags = tcp_flags::kSyn | tcp_flags::kAck,
+            .mss = 1460,
+            .ts = TimestampsOption{5000, 1000},
+            .mptcp = {synack}});
   ASSERT_NE(Conn(), nullptr);
   key_a_ = Conn()->local_key;
   token_a_ = Conn()->local_token;
   idsn_a_ = DeriveFromKey(key_a_)->idsn;
   idsn_b_ = DeriveFromKey(kKeyB)->idsn;
   (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .ts = TimestampsOption{1001, 5000}});
-  (void)In({.seq = kIsnB + 1, .ack = kIsnA + 1, .ts = TimestampsOption{5010, 1001},
+  (void)In({.seq = kIsnB + 1,
+            .ack = kIsnA + 1,
+            .ts = TimestampsOption{5010, 1001},
             .mptcp = {PeerDss(0)}});
   TakeForged();
   // Active join: no WS in the MP_JOIN SYN; a WS in the SYN/ACK anyway is not used.
   const FourTuple w = StartJoin();
   EXPECT_FALSE(join_syn_.options.WindowScale().has_value());
-  (void)In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
-               .flags = tcp_flags::kSyn | tcp_flags::kAck, .ws = kPeerJoinWs,
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .ws = kPeerJoinWs,
                .ts = TimestampsOption{90000, 1001},
                .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
-  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .ts = TimestampsOption{90001, 1001},
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90001, 1001},
                .mptcp = {PeerDss(0)}});
   TakeForged();
   // The peer's window on the join is unscaled like the initial's: passed as it is.
-  Seen a = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .window = 1234,
-                  .ts = TimestampsOption{90002, 1001}, .mptcp = {PeerDss(0)}});
+  Seen a = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .window = 1234,
+                  .ts = TimestampsOption{90002, 1001},
+                  .mptcp = {PeerDss(0)}});
   EXPECT_EQ(a.verdict, Verdict::kAccept);
   EXPECT_EQ(a.tcp.window, 1234);
   EXPECT_EQ(engine_.counter(Counter::kWindowRescaled), 0u);
@@ -1386,8 +1403,9 @@ TEST_F(SubflowTest, BreakBeforeMakeNeverRemovesTheNewSubflowsOwnAddress) {
   // A first join from wlan0 (address ID 1), reset by the peer: closed, gone.
   const FourTuple w1 = JoinAndHandover();
   TakeForged();
-  (void)In(w1, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-                .flags = tcp_flags::kRst | tcp_flags::kAck});
+  (void)In(
+      w1,
+      {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .flags = tcp_flags::kRst | tcp_flags::kAck});
   ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
   // Break-before-make to wlan0 with no `from`: every subflow not on wlan0 is the old path.
   Actions a;
@@ -1402,7 +1420,8 @@ TEST_F(SubflowTest, BreakBeforeMakeNeverRemovesTheNewSubflowsOwnAddress) {
   const FourTuple w2 = f[0].tuple;
   ASSERT_NE(w2, w1);
   EXPECT_EQ(f[0].mp.mp_join->address_id, 1);  // the same address as the closed join
-  (void)In(w2, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+  (void)In(w2, {.seq = kIsnJ,
+                .ack = join_syn_.tcp.seq + 1,
                 .flags = tcp_flags::kSyn | tcp_flags::kAck,
                 .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
   (void)In(w2, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
@@ -1433,8 +1452,11 @@ TEST_F(SubflowTest, JoinPortNeverHijacksALocalConnection) {
   MpCapable synack;
   synack.form = MpCapable::Form::kSynAck;
   synack.sender_key = 0x1234;
-  Seen r = In(w, {.seq = 5555, .ack = 778, .flags = tcp_flags::kSyn | tcp_flags::kAck,
-                  .mss = 1460, .mptcp = {synack}});
+  Seen r = In(w, {.seq = 5555,
+                  .ack = 778,
+                  .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                  .mss = 1460,
+                  .mptcp = {synack}});
   EXPECT_EQ(r.verdict, Verdict::kDrop);
   EXPECT_EQ(engine_.counter(Counter::kSubflowSynDropped), 1u);
   EXPECT_EQ(engine_.counter(Counter::kJoinSynRx), 0u);
@@ -1451,7 +1473,8 @@ TEST_F(SubflowTest, SynOnAnEstablishedJoinIsAnsweredWithAnAckNeverDelivered) {
   const FourTuple w = JoinAndHandover();
   TakeForged();
   // A delayed duplicate of the peer's SYN/ACK: the join's raw ISN must not reach the local stack.
-  Seen r = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+  Seen r = In(w, {.seq = kIsnJ,
+                  .ack = join_syn_.tcp.seq + 1,
                   .flags = tcp_flags::kSyn | tcp_flags::kAck,
                   .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
   EXPECT_EQ(r.verdict, Verdict::kDrop);
@@ -1469,8 +1492,10 @@ TEST_F(SubflowTest, SynOnAnEstablishedJoinIsAnsweredWithAnAckNeverDelivered) {
   EXPECT_EQ(e.verdict, Verdict::kDrop);
   EXPECT_EQ(engine_.counter(Counter::kSubflowSeqUnmapped), 1u);
   // The join keeps working.
-  Seen d = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-                  .mptcp = {PeerDss(100, {{100, 10}}, 0)}, .payload = Payload(10, 6)});
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .mptcp = {PeerDss(100, {{100, 10}}, 0)},
+                  .payload = Payload(10, 6)});
   EXPECT_EQ(d.verdict, Verdict::kAccept);
   EXPECT_EQ(d.tuple, LocalTuple().Reversed());
   EXPECT_EQ(d.tcp.seq, kIsnB + 101);
@@ -1482,7 +1507,9 @@ TEST_F(SubflowTest, KeepaliveOnEverySubflowIsAnswered) {
   TakeForged();
   // The peer's keepalive on the initial (now backup) subflow: seq = what we acknowledged - 1, no
   // data. It is no news for the local stack, but the peer needs its ACK on that subflow.
-  Seen k = In({.seq = kIsnB + 100, .ack = kIsnA + 101, .ts = TimestampsOption{6000, 1003},
+  Seen k = In({.seq = kIsnB + 100,
+               .ack = kIsnA + 101,
+               .ts = TimestampsOption{6000, 1003},
                .mptcp = {PeerDss(100)}});
   EXPECT_EQ(k.verdict, Verdict::kDrop);
   auto f = TakeForged();
@@ -1506,8 +1533,10 @@ TEST_F(SubflowTest, KeepaliveOnEverySubflowIsAnswered) {
   EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 2u);
   // Once the join carried data, its keepalive is the local stack's (its ACK goes on the join):
   // delivered one below the local rcv_nxt, not answered twice.
-  (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-               .mptcp = {PeerDss(100, {{100, 10}}, 0)}, .payload = Payload(10, 6)});
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .mptcp = {PeerDss(100, {{100, 10}}, 0)},
+               .payload = Payload(10, 6)});
   (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 111});
   TakeForged();
   Seen ka = In(w, {.seq = kIsnJ + 10, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
@@ -1590,7 +1619,8 @@ TEST_F(SubflowTest, RstOnAJoinNeedsItsExactSequenceNumber) {
 TEST_F(SubflowTest, RstDuringAJoinHandshakeNeedsItsExactSequenceNumber) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   const FourTuple w = StartJoin();
-  (void)In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1,
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
                .flags = tcp_flags::kSyn | tcp_flags::kAck,
                .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
   TakeForged();
@@ -1644,7 +1674,8 @@ TEST_F(SubflowTest, RecvTablesRecordOnlyMappingsOfTheirOwnPayload) {
   };
   // Single path: empty segments whose DSS carries a mapping map nothing (interop §1.4).
   for (uint32_t k = 0; k < 1000; ++k) {
-    (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101,
+    (void)In({.seq = kIsnB + 101,
+              .ack = kIsnA + 101,
               .mptcp = {PeerDss(100, {{1000 + 2 * k, 1}}, 1000 + 2 * k)}});
   }
   EXPECT_EQ(largest(), 0u);
@@ -1652,20 +1683,25 @@ TEST_F(SubflowTest, RecvTablesRecordOnlyMappingsOfTheirOwnPayload) {
   TakeForged();
   // Multipath, on the join: the same.
   for (uint32_t k = 0; k < 20000; ++k) {
-    (void)In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
+    (void)In(w, {.seq = kIsnJ + 1,
+                 .ack = join_syn_.tcp.seq + 1,
                  .mptcp = {PeerDss(100, {{1000 + 2 * k, 1}}, 1000 + 2 * k)}});
   }
   EXPECT_EQ(largest(), 0u);
   // A data segment whose mapping does not cover it: the mapping is not recorded, the data has
   // none and is dropped (the peer retransmits it with its own).
-  Seen d = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-                  .mptcp = {PeerDss(100, {{100, 10}}, 50)}, .payload = Payload(10, 6)});
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .mptcp = {PeerDss(100, {{100, 10}}, 50)},
+                  .payload = Payload(10, 6)});
   EXPECT_EQ(d.verdict, Verdict::kDrop);
   EXPECT_EQ(largest(), 0u);
   EXPECT_EQ(engine_.counter(Counter::kMappingNotOwn), 21001u);
   // Its own mapping: delivered.
-  Seen ok = In(w, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1,
-                   .mptcp = {PeerDss(100, {{100, 10}}, 0)}, .payload = Payload(10, 6)});
+  Seen ok = In(w, {.seq = kIsnJ + 1,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .mptcp = {PeerDss(100, {{100, 10}}, 0)},
+                   .payload = Payload(10, 6)});
   EXPECT_EQ(ok.verdict, Verdict::kAccept);
   EXPECT_EQ(ok.tcp.seq, kIsnB + 101);
 }
@@ -1677,15 +1713,19 @@ TEST_F(SubflowTest, RecvTableIsCappedAndStillFillsItsHoles) {
   // 1-byte segments with a hole after each: every one is its own RECV entry.
   const uint32_t n = static_cast<uint32_t>(Engine::kMaxRecvMappings) + 100;
   for (uint32_t k = 0; k < n; ++k) {
-    (void)In(w, {.seq = kIsnJ + 1 + 2 * k, .ack = join_syn_.tcp.seq + 1,
-                 .mptcp = {PeerDss(100, {{100 + 2 * k, 1}}, 2 * k)}, .payload = Payload(1, 1)});
+    (void)In(w, {.seq = kIsnJ + 1 + 2 * k,
+                 .ack = join_syn_.tcp.seq + 1,
+                 .mptcp = {PeerDss(100, {{100 + 2 * k, 1}}, 2 * k)},
+                 .payload = Payload(1, 1)});
   }
   auto join_table = [&] { return Conn()->subflows[1]->recv.size(); };
   EXPECT_EQ(join_table(), Engine::kMaxRecvMappings);
   EXPECT_EQ(engine_.counter(Counter::kRecvTableFull), 100u);  // the farthest ones went
   // A byte filling the first hole is still mapped (it merges its neighbours) and delivered.
-  Seen fill = In(w, {.seq = kIsnJ + 2, .ack = join_syn_.tcp.seq + 1,
-                     .mptcp = {PeerDss(100, {{101, 1}}, 1)}, .payload = Payload(1, 2)});
+  Seen fill = In(w, {.seq = kIsnJ + 2,
+                     .ack = join_syn_.tcp.seq + 1,
+                     .mptcp = {PeerDss(100, {{101, 1}}, 1)},
+                     .payload = Payload(1, 2)});
   EXPECT_EQ(fill.verdict, Verdict::kAccept);
   EXPECT_EQ(fill.tcp.seq, kIsnB + 102);
   EXPECT_EQ(join_table(), Engine::kMaxRecvMappings - 1);  // three entries became one

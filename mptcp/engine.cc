@@ -193,13 +193,17 @@ uint8_t Engine::MpcFlags(const Connection& c) const {
 
 void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
   const FourTuple t = p.tuple();
-  if (!wire_.empty() && wire_.contains(t)) {
+  if (auto w = wire_.empty() ? wire_.end() : wire_.find(t); w != wire_.end()) {
     // The local stack chose a join's 4-tuple (it cannot see our raw-socket joins): its packets
     // would be taken for the join's and the peer would see a SYN on an established subflow.
-    // Refused until the join is gone; the local stack retries its SYN (EngineConfig ports).
-    counters_.Inc(Counter::kJoinTupleInUse);
-    out.verdict = packet::Verdict::kDrop;
-    return;
+    // Refused until the join is gone (a closed one only kept its tuple for late packets: it
+    // goes now); the local stack retries its SYN (EngineConfig join ports).
+    if (w->second.sf->state != SubflowState::kClosed) {
+      counters_.Inc(Counter::kJoinTupleInUse);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    FreeSubflow(*w->second.conn, *w->second.sf);
   }
   auto it = conns_.find(t);
   if (it != conns_.end()) {
@@ -614,7 +618,8 @@ void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, Pack
   if (!wire_.empty() && wire_.contains(key)) {
     // A plain or MP_CAPABLE SYN on a join's tuple: the local stack has no socket there (it would
     // answer with a RST on the join's tuple), and a connection under this key would be shadowed
-    // by the join (wire_ is looked up first).
+    // by the join (wire_ is looked up first). Also for a closed join: its tuple is kept so that
+    // late packets on it are dropped, not passed.
     counters_.Inc(Counter::kJoinTupleInUse);
     out.verdict = packet::Verdict::kDrop;
     return;

@@ -1466,6 +1466,14 @@ TEST_F(SubflowTest, JoinPortNeverHijacksALocalConnection) {
   EXPECT_EQ(psyn.verdict, Verdict::kDrop);
   EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 2u);
   EXPECT_EQ(engine_.connection_count(), 1u);
+  // Once the join is closed its tuple is free: the local SYN's retransmission is converted.
+  (void)In(w, {.seq = kIsnJ + 1, .flags = tcp_flags::kRst});
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  Seen again = Run(Hook::kLocalOut, Build(w, {.seq = 777, .flags = tcp_flags::kSyn, .mss = 1460}));
+  EXPECT_EQ(again.verdict, Verdict::kAccept);
+  EXPECT_TRUE(again.mp.mp_capable);
+  EXPECT_EQ(engine_.connection_count(), 2u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 2u);
 }
 
 TEST_F(SubflowTest, SynOnAnEstablishedJoinIsAnsweredWithAnAckNeverDelivered) {

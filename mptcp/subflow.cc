@@ -1335,13 +1335,6 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     sf.due.reset();
     if (sf.state == SubflowState::kClosing && sf.rx_sfin) sf.state = SubflowState::kClosed;
   }
-  if (c.tx_fin && c.tx_acked > *c.tx_fin && !c.tx_fin_acked) {
-    // RFC 8684 §3.3.3: after the DATA_FIN is acknowledged, every subflow closes.
-    c.tx_fin_acked = true;
-    for (auto& s : c.subflows) {
-      if (s->state == SubflowState::kEstablished && !s->gone) SendFinOn(now, c, *s, actions);
-    }
-  }
   if (len == 0 && !deliver_fin && !sfin && sf.usable() && (unmapped || *seg_off < sf.rx_san) &&
       (unmapped || &sf != c.active)) {
     // A keepalive or zero-window probe: one below what we acknowledged on this subflow
@@ -1356,6 +1349,13 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     counters_.Inc(Counter::kSubflowSeqUnmapped);
     out.verdict = packet::Verdict::kDrop;
     return;
+  }
+  if (c.tx_fin && c.tx_acked > *c.tx_fin && !c.tx_fin_acked) {
+    // RFC 8684 §3.3.3: after the DATA_FIN is acknowledged, every subflow closes.
+    c.tx_fin_acked = true;
+    for (auto& s : c.subflows) {
+      if (s->state == SubflowState::kEstablished && !s->gone) SendFinOn(now, c, *s, actions);
+    }
   }
   p.options.RemoveAll(tcp_opt::kMptcp);
   if (p.options.RemoveAll(tcp_opt::kSack) > 0) counters_.Inc(Counter::kSackStripped);

@@ -47,6 +47,8 @@ namespace mproxy::mptcp {
   X(kDataFinRx, "MpDataFinRx")                                                              \
   X(kMappingRx, "MpMappingRx")                   /* new peer mapping recorded */            \
   X(kMappingConflict, "MpMappingConflict")       /* changed mapping for mapped bytes: drop */ \
+  X(kMappingNotOwn, "MpMappingNotOwn")           /* mapping not covering its segment: unused */ \
+  X(kRecvTableFull, "MpRecvTableFull")           /* RECV table at its cap: farthest dropped */ \
   X(kNoMapping, "MpNoMapping")                   /* data not covered by a mapping: drop */  \
   X(kSpansMappings, "MpSpansMappings")           /* data spans unrelated mappings: drop */  \
   X(kCsumBad, "MpCsumBad")                       /* DSS checksum mismatch: drop */          \
@@ -100,6 +102,12 @@ namespace mproxy::mptcp {
   X(kJoinRstTx, "MpJoinRstTx")                   /* RST forged on a join subflow */         \
   X(kJoinDupSyn, "MpJoinDupSyn")                 /* SYN for a known join tuple */           \
   X(kJoinLimit, "MpJoinLimit")                   /* max_subflows reached: RST */            \
+  X(kJoinTupleInUse, "MpJoinTupleInUse")         /* non-join SYN on a join's tuple: drop */ \
+  X(kSubflowSynDropped, "MpSubflowSynDropped")   /* SYN on an established join: ACK, drop */ \
+  X(kSubflowSeqUnmapped, "MpSubflowSeqUnmapped") /* seq before the subflow's ISN+1: drop */ \
+  X(kProbeAckTx, "MpProbeAckTx")                 /* keepalive/window probe answered */      \
+  X(kRstChallengeAck, "MpRstChallengeAck")       /* RST in window, not exact: ACK, drop */  \
+  X(kRstBadSeq, "MpRstBadSeq")                   /* RST out of window: dropped */           \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

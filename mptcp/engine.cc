@@ -193,6 +193,18 @@ uint8_t Engine::MpcFlags(const Connection& c) const {
 
 void Engine::OutboundSyn(Time now, TcpPacket& p, PacketOut& out) {
   const FourTuple t = p.tuple();
+  if (auto w = wire_.empty() ? wire_.end() : wire_.find(t); w != wire_.end()) {
+    // The local stack chose a join's 4-tuple (it cannot see our raw-socket joins): its packets
+    // would be taken for the join's and the peer would see a SYN on an established subflow.
+    // Refused until the join is gone (a closed one only kept its tuple for late packets: it
+    // goes now); the local stack retries its SYN (EngineConfig join ports).
+    if (w->second.sf->state != SubflowState::kClosed) {
+      counters_.Inc(Counter::kJoinTupleInUse);
+      out.verdict = packet::Verdict::kDrop;
+      return;
+    }
+    FreeSubflow(*w->second.conn, *w->second.sf);
+  }
   auto it = conns_.find(t);
   if (it != conns_.end()) {
     Connection& old = *it->second;
@@ -603,6 +615,15 @@ void Engine::InboundSyn(Time now, TcpPacket& p, const SegmentOptions& opts, Pack
     InboundJoinSyn(now, p, opts, out, actions);
     return;
   }
+  if (!wire_.empty() && wire_.contains(key)) {
+    // A plain or MP_CAPABLE SYN on a join's tuple: the local stack has no socket there (it would
+    // answer with a RST on the join's tuple), and a connection under this key would be shadowed
+    // by the join (wire_ is looked up first). Also for a closed join: its tuple is kept so that
+    // late packets on it are dropped, not passed.
+    counters_.Inc(Counter::kJoinTupleInUse);
+    out.verdict = packet::Verdict::kDrop;
+    return;
+  }
   auto it = conns_.find(key);
   if (it != conns_.end() && it->second->role == Role::kPassive &&
       it->second->rx_isn == p.tcp.seq && it->second->state != ConnState::kSynReceived) {
@@ -699,6 +720,33 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   bool deliver_fin = false;
   bool ack_advanced = false;
 
+  if (rst && !(opts.mp_fastclose && opts.mp_fastclose->receiver_key == c.local_key)) {
+    // RFC 5961 §3.2 before anything in the segment is used: a blind RST must guess the exact
+    // subflow sequence number (it is delivered below at the local stack's rcv_nxt, which the
+    // local stack would accept from anyone). An MP_FASTCLOSE with our key is authenticated by it.
+    const uint8_t shift = c.local_ws && c.peer_ws ? c.local_wscale : 0;
+    switch (CheckRst(p.tcp.seq, WireOf(c.rx_isn, c.rx_san), WireOf(c.rx_isn, c.rx_ssn_high),
+                     uint32_t{c.last_window} << std::min<uint8_t>(shift, 14))) {
+      case RstCheck::kAccept:
+        break;
+      case RstCheck::kChallenge: {
+        counters_.Inc(Counter::kRstChallengeAck);
+        const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
+                             : c.tx_fin                 ? WireOf(c.tx_isn, *c.tx_fin)
+                                                        : WireOf(c.tx_isn, c.tx_high);
+        if (auto pkt = Forge(c, seq, tcp_flags::kAck)) {
+          actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
+        }
+        out.verdict = packet::Verdict::kDrop;
+        return;
+      }
+      case RstCheck::kDrop:
+        counters_.Inc(Counter::kRstBadSeq);
+        out.verdict = packet::Verdict::kDrop;
+        return;
+    }
+  }
+
   if (auto ts = p.options.Timestamps()) {
     packet::TimestampsOption t = c.last_ts.value_or(*ts);
     t.tsecr = ts->tsval;
@@ -792,11 +840,12 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
         if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
         c.rx_data_fin = fin_at;
       }
-      if (data_bytes > 0 && m.ssn > 0) {
+      if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
         switch (c.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
           case InsertResult::kInserted:
             counters_.Inc(Counter::kMappingRx);
             if (ssn_off != static_cast<uint64_t>(dsn_off)) c.rx_shifted = true;
+            CapRecvTable(c.recv);
             break;
           case InsertResult::kDuplicate: break;
           case InsertResult::kConflict:
@@ -945,6 +994,34 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
     } else {
       Emit(p, out);
     }
+  }
+}
+
+Engine::RstCheck Engine::CheckRst(uint32_t seq, uint32_t rcv_nxt, uint32_t rcv_high,
+                                  uint32_t window) {
+  if (seq == rcv_nxt || seq == rcv_high) return RstCheck::kAccept;
+  // In window as Linux's tcp_sequence() sees a RST: rcv_nxt < seq <= rcv_nxt + window.
+  return seq - rcv_nxt <= window ? RstCheck::kChallenge : RstCheck::kDrop;
+}
+
+bool Engine::MappingForSegment(uint32_t len, std::optional<uint64_t> seg_off, uint64_t ssn_off,
+                               uint32_t data_bytes) {
+  // Linux uses a DSS mapping only for the skb it arrived on, which it must cover
+  // (get_mapping_status(): DSSNoMatchTCP otherwise, interop §1.4); one on an empty segment maps
+  // nothing (only its DATA_FIN counts). Recording such mappings would let every empty segment
+  // add a table entry that stays until acknowledged.
+  if (len > 0 && seg_off && *seg_off >= ssn_off && *seg_off - ssn_off < data_bytes) return true;
+  counters_.Inc(Counter::kMappingNotOwn);
+  return false;
+}
+
+void Engine::CapRecvTable(MappingTable& t) {
+  // Entries are pieces between holes of the receive window, normally a handful. Past the cap the
+  // farthest go first (like a receiver pruning its out-of-order queue): their data is dropped
+  // (MpNoMapping) and retransmitted with its mapping; the ones that fill holes stay.
+  while (t.size() > kMaxRecvMappings) {
+    t.DropLast();
+    counters_.Inc(Counter::kRecvTableFull);
   }
 }
 

@@ -57,6 +57,12 @@ struct EngineConfig {
   // Subflows per connection, the initial one included (Linux caps extra subflows at 8): a peer
   // cannot make us hold unbounded join state.
   size_t max_subflows = 8;
+  // Source ports of active joins. The engine's joins are invisible to the local stack's port
+  // allocator, so they are drawn outside Linux's default ip_local_port_range (32768-60999): a
+  // local connection would otherwise get a join's 4-tuple (mptcp/DESIGN.md "Subflows"). If the
+  // host's range is changed to overlap this one, a local SYN on a join's tuple is dropped.
+  uint16_t join_port_min = 61000;
+  uint16_t join_port_max = 65535;
 };
 
 // A local interface the engine may open subflows from. The daemon learns these from the kernel
@@ -109,6 +115,8 @@ class Engine final : public packet::Engine {
 
   [[nodiscard]] uint64_t counter(Counter c) const { return counters_.Get(c); }
   [[nodiscard]] size_t connection_count() const { return conns_.size(); }
+  // Entries a RECV table (per subflow) keeps at most (MappingForSegment, CapRecvTable).
+  static constexpr size_t kMaxRecvMappings = 1024;
   void ForEachConnection(const std::function<void(const Connection&)>& visit) const;
   // Every subflow of `c`, the initial one first.
   void ForEachSubflow(const Connection& c, const std::function<void(const SubflowInfo&)>& visit) const;
@@ -165,6 +173,22 @@ class Engine final : public packet::Engine {
                           const SegmentOptions& opts, packet::PacketOut& out,
                           packet::Actions& actions);
   static bool LoneDss(const packet::TcpPacket& p, const SegmentOptions& opts);
+  // RECV tables (seed §3.3) hold the peer's mappings until acknowledged; untrusted input must not
+  // grow them without bound. A mapping is recorded only for payload of its own segment that it
+  // covers (counted otherwise), and a table keeps at most kMaxRecvMappings entries.
+  [[nodiscard]] bool MappingForSegment(uint32_t len, std::optional<uint64_t> seg_off,
+                                       uint64_t ssn_off, uint32_t data_bytes);
+  void CapRecvTable(MappingTable& t);
+  // RFC 5961 §3.2: a RST resets only at exactly the receiver's next sequence number (`rcv_nxt`,
+  // what we acknowledge; `rcv_high`, the highest received, like Linux's right-most SACK block);
+  // elsewhere in the window it gets a challenge ACK; outside it is dropped.
+  enum class RstCheck : uint8_t { kAccept, kChallenge, kDrop };
+  [[nodiscard]] static RstCheck CheckRst(uint32_t seq, uint32_t rcv_nxt, uint32_t rcv_high,
+                                         uint32_t window);
+  // CheckRst for a RST on subflow `sf` (multipath or join), counted, challenge ACK forged; an
+  // MP_FASTCLOSE with our key is authenticated by it and always accepted.
+  bool SubflowRstAccepted(Connection& c, Subflow& sf, const packet::TcpPacket& p,
+                          const SegmentOptions& opts, packet::Actions& actions);
 
   // Helpers.
   // The connection a non-SYN packet belongs to, if it is one we convert (counted otherwise:
@@ -250,6 +274,7 @@ class Engine final : public packet::Engine {
   void CloseSubflow(packet::Time now, Connection& c, Subflow& sf);
   void FreeSubflow(Connection& c, Subflow& sf);
   void FreeSubflows(Connection& c);
+  void PruneClosedJoins(Connection& c);
   void ResetJoins(Connection& c, packet::Actions& actions);
   void JoinTimers(packet::Time now, Connection& c, packet::Actions& actions);
   void MultiTimer(packet::Time now, Connection& c, packet::Actions& actions);

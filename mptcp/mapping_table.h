@@ -72,6 +72,10 @@ class MappingTable {
 
   // Drops everything below source offset `src` (acknowledged, can no longer be retransmitted).
   void ForgetBelow(uint64_t src);
+  // Drops the entry with the highest source offsets (a bounded table sheds the farthest first).
+  void DropLast() {
+    if (!entries_.empty()) entries_.pop_back();
+  }
 
   [[nodiscard]] const std::vector<MapEntry>& entries() const { return entries_; }
   [[nodiscard]] bool empty() const { return entries_.empty(); }

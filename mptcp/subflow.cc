@@ -343,6 +343,26 @@ void Engine::ForgeRstOn(Connection& c, Subflow& sf, uint8_t reason, packet::Acti
   }
 }
 
+bool Engine::SubflowRstAccepted(Connection& c, Subflow& sf, const TcpPacket& p,
+                                const SegmentOptions& opts, packet::Actions& actions) {
+  if (opts.mp_fastclose && opts.mp_fastclose->receiver_key == c.local_key) return true;
+  const uint8_t shift = sf.ws ? c.local_wscale : 0;  // the window fields we send on it
+  switch (CheckRst(p.tcp.seq, WireOf(sf.rx_isn, sf.rx_san), WireOf(sf.rx_isn, sf.rx_ssn_high),
+                   uint32_t{c.last_window} << std::min<uint8_t>(shift, 14))) {
+    case RstCheck::kAccept:
+      return true;
+    case RstCheck::kChallenge:
+      // RFC 5961 §3.2: the real peer answers our ACK with a RST at exactly its sequence number.
+      counters_.Inc(Counter::kRstChallengeAck);
+      (void)ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions);
+      return false;
+    case RstCheck::kDrop:
+      counters_.Inc(Counter::kRstBadSeq);
+      return false;
+  }
+  return false;
+}
+
 void Engine::ForgeHandshakeRst(const TcpPacket& p, packet::Actions& actions) {
   // The reset a TCP stack sends for an unacceptable segment (RFC 9293 §3.10.7.1) plus MP_TCPRST
   // reason 1, what Linux answers an unknown token or a bad HMAC with (interop §2.2).
@@ -424,6 +444,25 @@ void Engine::FreeSubflow(Connection& c, Subflow& sf) {
   if (c.multi && c.active == nullptr) SelectActive(c);
 }
 
+void Engine::PruneClosedJoins(Connection& c) {
+  // Closed joins stay listed (and their tuple known, so that late packets on it are dropped, not
+  // passed) for a while; a long-lived connection that keeps handing over, or a peer that keeps
+  // joining and resetting, must not accumulate them. Called before a join is added (active or
+  // passive), so a connection holds at most max_subflows live + kKeptClosed closed subflows.
+  // The SEND table may still name them: a subflow it cannot find is one that is gone (fresh SSN
+  // space on the active one).
+  constexpr size_t kKeptClosed = 2;
+  size_t closed = 0;
+  for (const auto& sf : c.subflows) closed += !sf->initial && sf->state == SubflowState::kClosed;
+  while (closed > kKeptClosed) {
+    auto it = std::find_if(c.subflows.begin(), c.subflows.end(), [](const auto& sf) {
+      return !sf->initial && sf->state == SubflowState::kClosed;
+    });
+    FreeSubflow(c, **it);
+    --closed;
+  }
+}
+
 void Engine::FreeSubflows(Connection& c) {
   for (auto& sf : c.subflows) {
     FinishHandover(clock_, *sf, false, "connection ended");
@@ -475,24 +514,15 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
   if (LiveSubflows(c) >= config_.max_subflows) {
     return MakeError("subflow: the connection has the maximum number of subflows");
   }
-  // Closed joins stay listed (and their tuple known) for a while; a long-lived connection that
-  // keeps handing over must not accumulate them. The SEND table may still name them: a subflow it
-  // cannot find is one that is gone (fresh SSN space on the active one).
-  constexpr size_t kKeptClosed = 2;
-  size_t closed = 0;
-  for (const auto& sf : c.subflows) closed += !sf->initial && sf->state == SubflowState::kClosed;
-  while (closed > kKeptClosed) {
-    auto it = std::find_if(c.subflows.begin(), c.subflows.end(), [](const auto& sf) {
-      return !sf->initial && sf->state == SubflowState::kClosed;
-    });
-    FreeSubflow(c, **it);
-    --closed;
-  }
-  // Source port: the Linux ephemeral range, unused by any tuple we know (RFC 6056 §3.2 spirit).
+  PruneClosedJoins(c);
+  // Source port: random in join_port_min..join_port_max (outside the local stack's ephemeral
+  // range, EngineConfig), unused by any tuple we know (RFC 6056 §3.2 spirit).
   FourTuple t{*addr, c.tuple.dst, 0, c.tuple.dport};
   bool found = false;
+  const uint32_t port_lo = std::min(config_.join_port_min, config_.join_port_max);
+  const uint32_t port_span = std::max(config_.join_port_min, config_.join_port_max) - port_lo + 1;
   for (int attempt = 0; attempt < 64 && !found; ++attempt) {
-    t.sport = static_cast<uint16_t>(32768 + rng_.Next64() % (60999 - 32768 + 1));
+    t.sport = static_cast<uint16_t>(port_lo + rng_.Next64() % port_span);
     found = !wire_.contains(t) && !conns_.contains(t);
   }
   if (!found) return MakeError("subflow: no free source port");
@@ -536,8 +566,10 @@ void Engine::SendJoinSyn(Time now, Connection& c, Subflow& sf, packet::Actions& 
     (void)opts.AddNop();
     (void)opts.AddTimestamps({c.last_ts ? c.last_ts->tsval : 0, 0});
   }
-  if (c.local_ws) {
-    // The local stack's shift: its window fields move onto this subflow unchanged.
+  if (c.local_ws && c.peer_ws) {
+    // The local stack's shift: its window fields move onto this subflow unchanged. Only when the
+    // initial subflow negotiated scaling: otherwise the local stack writes unscaled windows
+    // (RFC 7323 §2.2) and a shift offered here would make the peer multiply them.
     (void)opts.AddNop();
     (void)opts.AddWindowScale(c.local_wscale);
   }
@@ -661,6 +693,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
     return;
   }
   c.last_activity = now;
+  PruneClosedJoins(c);
   auto fresh = std::make_unique<Subflow>();
   Subflow& sf = *fresh;
   sf.id = c.next_subflow_id++;
@@ -676,7 +709,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
   sf.local_nonce = rng_.Next32();
   sf.remote_nonce = join.nonce;
   const auto ws = p.options.WindowScale();
-  sf.ws = ws.has_value() && c.local_ws;
+  sf.ws = ws.has_value() && c.local_ws && c.peer_ws;  // as on the initial subflow (SendJoinSyn)
   sf.peer_wscale = sf.ws ? *ws : 0;
   sf.sack = c.local_sack && p.options.SackPermitted();  // our SACK blocks, see SendJoinSyn
   if (auto ts = p.options.Timestamps(); ts && c.local_ts && c.peer_ts) {
@@ -731,7 +764,7 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
       sf.remote_id = opts.mp_join->address_id;
       sf.backup_remote = opts.mp_join->backup;
       const auto ws = p.options.WindowScale();
-      sf.ws = ws.has_value() && c.local_ws;
+      sf.ws = ws.has_value() && c.local_ws && c.peer_ws;
       sf.peer_wscale = sf.ws ? *ws : 0;
       sf.sack = c.local_sack && p.options.SackPermitted();
       if (auto ts = p.options.Timestamps(); ts && sf.ts) {
@@ -747,6 +780,10 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     case SubflowState::kPreEstablished: {
       if (syn) {
         if (p.tcp.seq == sf.rx_isn) SendJoinThirdAck(now, c, sf, actions);  // our ACK was lost
+        return;
+      }
+      if (rst && p.tcp.seq != sf.rx_isn + 1) {
+        counters_.Inc(Counter::kRstBadSeq);  // RFC 5961 §3.2: not at the only acceptable seq
         return;
       }
       if (rst) {
@@ -770,6 +807,10 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
     case SubflowState::kSynReceived: {
       if (syn) return;
+      if (rst && p.tcp.seq != sf.rx_isn + 1) {
+        counters_.Inc(Counter::kRstBadSeq);  // RFC 5961 §3.2: not at the only acceptable seq
+        return;
+      }
       if (rst) {
         FreeSubflow(c, sf);
         return;
@@ -804,6 +845,14 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
     case SubflowState::kEstablished:
     case SubflowState::kClosing:
+      if (syn) {
+        // E.g. a delayed duplicate of the peer's SYN/ACK: its sequence number is in the join's
+        // space and it has nothing for the local stack. A SYN on a synchronized connection is
+        // answered with an ACK and dropped (RFC 9293 §3.10.7.4, RFC 5961 §4.2).
+        counters_.Inc(Counter::kSubflowSynDropped);
+        (void)ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions);
+        return;
+      }
       if (!sf.joiner && opts.mp_join && opts.mp_join->form == MpJoin::Form::kAck &&
           p.payload_len == 0) {
         // The joiner retransmits its third ACK until it has the fourth (interop §1.3): ours was
@@ -813,6 +862,8 @@ void Engine::InboundJoin(Time now, Connection& c, Subflow& sf, TcpPacket& p,
         }
         return;
       }
+      // A blind RST must not end the fast path either (checked again in InboundMulti: idempotent).
+      if (rst && !SubflowRstAccepted(c, sf, p, opts, actions)) return;
       // The first packet a join carries after its handshake ends the single-path fast path.
       MigrateToMulti(c);
       InboundMulti(now, c, sf, p, opts, out, actions);
@@ -858,6 +909,10 @@ void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* j
     RemoveAddr rm;
     for (auto& sf : c.subflows) {
       if (!sf->gone || !on_from(*sf) || rm.count >= kMaxRemoveIds) continue;
+      // An older subflow from the new one's own address (e.g. a join closed before, with an
+      // empty `from`): REMOVE_ADDR names addresses, and the peer would close the new subflow
+      // too (RFC 8684 §3.4.2).
+      if (sf->local_id == to.local_id) continue;
       if (std::find(rm.ids.begin(), rm.ids.begin() + rm.count, sf->local_id) !=
           rm.ids.begin() + rm.count) {
         continue;
@@ -1136,6 +1191,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
   bool deliver_fin = false;
   bool ack_advanced = false;
   out.Reset();
+  if (rst && !SubflowRstAccepted(c, sf, p, opts, actions)) {
+    out.verdict = packet::Verdict::kDrop;  // RFC 5961 §3.2, before anything in it is used
+    return;
+  }
 
   const std::optional<packet::TimestampsOption> ts = p.options.Timestamps();
   if (ts) sf.ts_recent = ts->tsval;
@@ -1237,11 +1296,12 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
         if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
         c.rx_data_fin = static_cast<uint64_t>(dsn_off) + data_bytes;
       }
-      if (data_bytes > 0 && m.ssn > 0) {
+      if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
         switch (sf.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
           case InsertResult::kInserted:
             counters_.Inc(Counter::kMappingRx);
             if (ssn_off != static_cast<uint64_t>(dsn_off)) sf.rx_shifted = true;
+            CapRecvTable(sf.recv);
             break;
           case InsertResult::kDuplicate:
             break;
@@ -1353,6 +1413,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     p.tcp.seq = WireOf(c.rx_isn,
                        c.rx_dsn_high + static_cast<uint64_t>(delta) + (c.rx_fin_delivered ? 1 : 0));
   }
+  // An empty segment with no position in this subflow's space (before its ISN + 1) would reach
+  // the local stack with the subflow's raw sequence number: dropped below, once its ACK and
+  // signalling have been taken into account.
+  const bool unmapped = len == 0 && !deliver_fin && !seg_off;
 
   bool sfin_only = false;
   if (sfin && seg_off) {
@@ -1404,6 +1468,21 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     sf.sfin_acked = true;
     sf.due.reset();
     if (sf.state == SubflowState::kClosing && sf.rx_sfin) sf.state = SubflowState::kClosed;
+  }
+  if (len == 0 && !deliver_fin && !sfin && sf.usable() && (unmapped || *seg_off < sf.rx_san) &&
+      (unmapped || &sf != c.active)) {
+    // A keepalive or zero-window probe: one below what we acknowledged on this subflow
+    // (RFC 9293 §3.8.4), sent so that the receiver answers with an ACK. The local stack's ACKs go
+    // on the active subflow, so only that one's probes may be left to it; the others' are
+    // answered here, on their own subflow, or the peer's keepalive resets an idle backup path.
+    if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {}, actions)) {
+      counters_.Inc(Counter::kProbeAckTx);
+    }
+  }
+  if (unmapped) {
+    counters_.Inc(Counter::kSubflowSeqUnmapped);
+    out.verdict = packet::Verdict::kDrop;
+    return;
   }
   if (c.tx_fin && c.tx_acked > *c.tx_fin && !c.tx_fin_acked) {
     // RFC 8684 §3.3.3: after the DATA_FIN is acknowledged, every subflow closes.

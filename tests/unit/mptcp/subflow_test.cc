@@ -327,8 +327,7 @@ TEST_F(SubflowTest, HandoverForgesMpJoinSynGolden) {
   EXPECT_EQ(w.src, Addr("198.18.2.2"));
   EXPECT_EQ(w.dst, LocalTuple().dst);
   EXPECT_EQ(w.dport, 5201);
-  EXPECT_GE(w.sport, 32768);
-  EXPECT_LE(w.sport, 60999);
+  EXPECT_GE(w.sport, 61000);  // outside the local stack's ephemeral range (EngineConfig)
   EXPECT_EQ(join_syn_.tcp.flags, tcp_flags::kSyn);
   EXPECT_EQ(join_syn_.options.Mss(), 1460 - 28);
   EXPECT_EQ(join_syn_.options.WindowScale(), kLocalWs);  // the local stack's shift
@@ -1241,7 +1240,8 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
   const FourTuple w = JoinAndHandover();
   TakeForged();
   // Mutations of valid packets on both subflows and from the local stack: every outcome is a
-  // verdict (and counted), never a crash; accepted inbound packets always carry the TCP-side tuple.
+  // verdict (and counted), never a crash; accepted inbound packets of the flow always carry the
+  // TCP-side tuple and sequence spaces.
   Xoshiro256 r(42);
   const std::vector<std::vector<uint8_t>> seeds = {
       Build(w.Reversed(), {.seq = kIsnJ + 1,
@@ -1262,9 +1262,14 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
                                       .mptcp = {PeerDss(100, {{100, 10}}, 100)},
                                       .payload = Payload(10, 1)}),
   };
-  for (int i = 0; i < 3000; ++i) {
-    std::vector<uint8_t> pkt = seeds[r.Below(seeds.size())];
-    const int flips = 1 + static_cast<int>(r.Below(4));
+  // First each valid packet once, inbound (the FIN last: it closes the join), then mutations.
+  constexpr std::array<size_t, 4> kValidFirst = {2, 0, 3, 1};
+  int join_checked = 0;
+  for (int i = -4; i < 3000; ++i) {
+    const bool valid = i < 0;
+    std::vector<uint8_t> pkt =
+        seeds[valid ? kValidFirst[static_cast<size_t>(i + 4)] : r.Below(seeds.size())];
+    const int flips = valid ? 0 : 1 + static_cast<int>(r.Below(4));
     for (int k = 0; k < flips; ++k) {
       // Keep the IP header mostly intact so the TCP part is what gets exercised.
       const size_t at = 20 + r.Below(pkt.size() - 20);
@@ -1273,19 +1278,41 @@ TEST_F(SubflowTest, MalformedAndUnexpectedJoinPacketsNeverCrash) {
     PacketOut out;
     Actions a;
     PacketMeta meta;
-    meta.hook = r.Below(4) == 0 ? Hook::kLocalOut : Hook::kPreRouting;
+    meta.hook = !valid && r.Below(4) == 0 ? Hook::kLocalOut : Hook::kPreRouting;
     std::vector<uint8_t> copy = pkt;
     engine_.OnPacket(now_, meta, MutableBytes(copy), out, a);
-    if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && out.rewritten) {
-      std::vector<uint8_t> res(out.head.begin(),
-                               out.head.begin() + static_cast<long>(out.head_len));
-      res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
+    auto in = ParseTcpPacket(MutableBytes(pkt));
+    const bool ours =
+        in.ok() && (in->tuple() == w.Reversed() || in->tuple() == LocalTuple().Reversed());
+    if (meta.hook == Hook::kPreRouting && out.verdict == Verdict::kAccept && ours &&
+        Conn() != nullptr) {
+      // Every accepted packet of the converted flow (malformed ones pass by policy, and are not
+      // ours), rewritten or left in place, is in the TCP side's terms: its tuple, a TSN and a
+      // TAN. The join's spaces are far from the local stack's (kIsnJ vs kIsnB, a random ISN vs
+      // kIsnA), so a wire value passed through shows.
+      std::vector<uint8_t> res = copy;
+      if (out.rewritten) {
+        res.assign(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
+        res.insert(res.end(), copy.begin() + static_cast<long>(out.tail_offset), copy.end());
+      }
       auto p = ParseTcpPacket(MutableBytes(res));
       ASSERT_TRUE(p.ok());
-      EXPECT_NE(p->tuple(), w.Reversed()) << "a join packet reached the local stack untranslated";
+      EXPECT_EQ(p->tuple(), LocalTuple().Reversed()) << "delivered on another tuple, i=" << i;
+      if (p->tcp.has(tcp_flags::kAck)) {
+        // The TAN comes from a DATA_ACK, never beyond what the local stack sent.
+        EXPECT_LE(p->tcp.ack - (kIsnA + 1), Conn()->tx_high + 1) << "ack untranslated, i=" << i;
+      }
+      if (in->tuple() == w.Reversed()) {
+        ++join_checked;
+        EXPECT_NE(p->tcp.seq, in->tcp.seq) << "join seq passed untranslated, i=" << i;
+        if (in->tcp.has(tcp_flags::kAck)) {
+          EXPECT_NE(p->tcp.ack, in->tcp.ack) << "join ack passed untranslated, i=" << i;
+        }
+      }
     }
     now_ += std::chrono::milliseconds(1);
   }
+  EXPECT_GT(join_checked, 0);
 }
 
 TEST_F(SubflowTest, JoinLimitIsEnforced) {
@@ -1565,6 +1592,414 @@ TEST_F(PassiveJoinTest, UnknownTokenAndBadHmacAreReset) {
   EXPECT_EQ(f[0].mp.mp_tcprst->reason, 1);
   EXPECT_EQ(engine_.counter(Counter::kJoinAckBadHmac), 1u);
   EXPECT_EQ(Subflows().size(), 1u);
+}
+
+TEST_F(SubflowTest, JoinsOfferNoWindowScaleWhenTheInitialSubflowHasNone) {
+  // Local SYN offers WS 7, the peer's SYN/ACK has no WS: the local stack writes unscaled windows
+  // (RFC 7323 §2.2), so a join must not announce a shift either.
+  (void)Out({.seq = kIsnA,
+             .flags = tcp_flags::kSyn,
+             .window = 64240,
+             .mss = 1460,
+             .ws = kLocalWs,
+             .ts = TimestampsOption{1000, 0}});
+  MpCapable synack;
+  synack.form = MpCapable::Form::kSynAck;
+  synack.sender_key = kKeyB;
+  (void)In({.seq = kIsnB,
+            .ack = kIsnA + 1,
+            .flags = tcp_flags::kSyn | tcp_flags::kAck,
+            .mss = 1460,
+            .ts = TimestampsOption{5000, 1000},
+            .mptcp = {synack}});
+  ASSERT_NE(Conn(), nullptr);
+  key_a_ = Conn()->local_key;
+  token_a_ = Conn()->local_token;
+  idsn_a_ = DeriveFromKey(key_a_)->idsn;
+  idsn_b_ = DeriveFromKey(kKeyB)->idsn;
+  (void)Out({.seq = kIsnA + 1, .ack = kIsnB + 1, .ts = TimestampsOption{1001, 5000}});
+  (void)In({.seq = kIsnB + 1,
+            .ack = kIsnA + 1,
+            .ts = TimestampsOption{5010, 1001},
+            .mptcp = {PeerDss(0)}});
+  TakeForged();
+  // Active join: no WS in the MP_JOIN SYN; a WS in the SYN/ACK anyway is not used.
+  const FourTuple w = StartJoin();
+  EXPECT_FALSE(join_syn_.options.WindowScale().has_value());
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .ws = kPeerJoinWs,
+               .ts = TimestampsOption{90000, 1001},
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .ts = TimestampsOption{90001, 1001},
+               .mptcp = {PeerDss(0)}});
+  TakeForged();
+  // The peer's window on the join is unscaled like the initial's: passed as it is.
+  Seen a = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .window = 1234,
+                  .ts = TimestampsOption{90002, 1001},
+                  .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(a.verdict, Verdict::kAccept);
+  EXPECT_EQ(a.tcp.window, 1234);
+  EXPECT_EQ(engine_.counter(Counter::kWindowRescaled), 0u);
+  // Passive join (the peer joins us) with a WS in its SYN: our SYN/ACK carries none.
+  MpJoin pj;
+  pj.form = MpJoin::Form::kSyn;
+  pj.address_id = 3;
+  pj.token = token_a_;
+  pj.nonce = kNonceB;
+  const FourTuple pw{LocalTuple().src, Addr("198.18.4.2"), 40000, 5201};
+  (void)In(pw, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .ws = kPeerJoinWs, .mptcp = {pj}});
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kSyn));
+  EXPECT_FALSE(f[0].options.WindowScale().has_value());
+}
+
+TEST_F(SubflowTest, BreakBeforeMakeNeverRemovesTheNewSubflowsOwnAddress) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // A first join from wlan0 (address ID 1), reset by the peer: closed, gone.
+  const FourTuple w1 = JoinAndHandover();
+  TakeForged();
+  (void)In(
+      w1,
+      {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .flags = tcp_flags::kRst | tcp_flags::kAck});
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  // Break-before-make to wlan0 with no `from`: every subflow not on wlan0 is the old path.
+  Actions a;
+  auto id = engine_.StartHandover(
+      now_, HandoverRequest{"", "wlan0", HandoverMode::kBreakBeforeMake, {}}, a);
+  ASSERT_TRUE(id.ok());
+  Collect(a);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  join_syn_ = f[0];
+  nonce_a_ = f[0].mp.mp_join->nonce;
+  const FourTuple w2 = f[0].tuple;
+  ASSERT_NE(w2, w1);
+  EXPECT_EQ(f[0].mp.mp_join->address_id, 1);  // the same address as the closed join
+  (void)In(w2, {.seq = kIsnJ,
+                .ack = join_syn_.tcp.seq + 1,
+                .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  (void)In(w2, {.seq = kIsnJ + 1, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  int rm = 0;
+  for (auto& s : TakeForged()) {
+    if (!s.mp.remove_addr) continue;
+    ++rm;
+    EXPECT_EQ(s.tuple, w2);
+    ASSERT_EQ(s.mp.remove_addr->count, 1);  // the initial subflow's address only
+    EXPECT_EQ(s.mp.remove_addr->ids[0], 0);
+  }
+  EXPECT_EQ(rm, 1);
+  EXPECT_EQ(engine_.HandoverStatusOf(id.value())->state, HandoverState::kDone);
+}
+
+TEST_F(SubflowTest, JoinPortNeverHijacksALocalConnection) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  EXPECT_GE(w.sport, 61000);  // not a port Linux's default ip_local_port_range hands out
+  // The local stack (unaware of the raw-socket join) picks the same 4-tuple anyway (an explicit
+  // bind, or a widened port range): its SYN is refused, not converted under the join's tuple.
+  Seen syn = Run(Hook::kLocalOut, Build(w, {.seq = 777, .flags = tcp_flags::kSyn, .mss = 1460}));
+  EXPECT_EQ(syn.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 1u);
+  EXPECT_EQ(engine_.connection_count(), 1u);
+  // A SYN/ACK on that tuple is the join's business: never delivered to the old connection.
+  MpCapable synack;
+  synack.form = MpCapable::Form::kSynAck;
+  synack.sender_key = 0x1234;
+  Seen r = In(w, {.seq = 5555,
+                  .ack = 778,
+                  .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                  .mss = 1460,
+                  .mptcp = {synack}});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowSynDropped), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinSynRx), 0u);
+  // Nor does a peer's SYN on the join's tuple open a connection the join would shadow.
+  MpCapable mpc;
+  Seen psyn = In(w, {.seq = 6666, .flags = tcp_flags::kSyn, .mss = 1460, .mptcp = {mpc}});
+  EXPECT_EQ(psyn.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 2u);
+  EXPECT_EQ(engine_.connection_count(), 1u);
+  // Once the join is closed its tuple is free: the local SYN's retransmission is converted.
+  (void)In(w, {.seq = kIsnJ + 1, .flags = tcp_flags::kRst});
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  Seen again = Run(Hook::kLocalOut, Build(w, {.seq = 777, .flags = tcp_flags::kSyn, .mss = 1460}));
+  EXPECT_EQ(again.verdict, Verdict::kAccept);
+  EXPECT_TRUE(again.mp.mp_capable);
+  EXPECT_EQ(engine_.connection_count(), 2u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinTupleInUse), 2u);
+}
+
+TEST_F(SubflowTest, SynOnAnEstablishedJoinIsAnsweredWithAnAckNeverDelivered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // A delayed duplicate of the peer's SYN/ACK: the join's raw ISN must not reach the local stack.
+  Seen r = In(w, {.seq = kIsnJ,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .flags = tcp_flags::kSyn | tcp_flags::kAck,
+                  .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowSynDropped), 1u);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);  // RFC 5961 §4.2: an ACK on the join
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kEstablished);
+  // An empty segment whose seq lies before the join's ISN + 1 has no TSN: dropped, not passed
+  // with the join's sequence number.
+  Seen e = In(w, {.seq = kIsnJ - 5, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(e.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowSeqUnmapped), 1u);
+  // The join keeps working.
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .mptcp = {PeerDss(100, {{100, 10}}, 0)},
+                  .payload = Payload(10, 6)});
+  EXPECT_EQ(d.verdict, Verdict::kAccept);
+  EXPECT_EQ(d.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(d.tcp.seq, kIsnB + 101);
+}
+
+TEST_F(SubflowTest, KeepaliveOnEverySubflowIsAnswered) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The peer's keepalive on the initial (now backup) subflow: seq = what we acknowledged - 1, no
+  // data. It is no news for the local stack, but the peer needs its ACK on that subflow.
+  Seen k = In({.seq = kIsnB + 100,
+               .ack = kIsnA + 101,
+               .ts = TimestampsOption{6000, 1003},
+               .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(k.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, kIsnA + 101);
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  ASSERT_TRUE(f[0].options.Timestamps());
+  EXPECT_EQ(f[0].options.Timestamps()->tsecr, 6000u);
+  EXPECT_TRUE(f[0].mp.dss && f[0].mp.dss->data_ack);
+  EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 1u);
+  // A keepalive on the active join before it received anything sits at its ISN: it has no TSN,
+  // so the local stack cannot answer it; we do.
+  Seen kj = In(w, {.seq = kIsnJ, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(kj.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 2u);
+  // Once the join carried data, its keepalive is the local stack's (its ACK goes on the join):
+  // delivered one below the local rcv_nxt, not answered twice.
+  (void)In(w, {.seq = kIsnJ + 1,
+               .ack = join_syn_.tcp.seq + 1,
+               .mptcp = {PeerDss(100, {{100, 10}}, 0)},
+               .payload = Payload(10, 6)});
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 111});
+  TakeForged();
+  Seen ka = In(w, {.seq = kIsnJ + 10, .ack = join_syn_.tcp.seq + 1, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(ka.verdict, Verdict::kAccept);
+  EXPECT_EQ(ka.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(ka.tcp.seq, kIsnB + 110);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kProbeAckTx), 2u);
+}
+
+TEST_F(SubflowTest, RstOnTheInitialSubflowNeedsItsExactSequenceNumber) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // RFC 5961 §3.2 on the single path. Out of window: dropped, nothing answered.
+  Seen blind = In({.seq = kIsnB + 0x40000000, .ack = 0, .flags = tcp_flags::kRst});
+  EXPECT_EQ(blind.verdict, Verdict::kDrop);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 1u);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  // In the window (500 << 7 bytes) but not at rcv_nxt: a challenge ACK, dropped.
+  Seen near = In({.seq = kIsnB + 101 + 1000, .ack = kIsnA + 101, .flags = tcp_flags::kRst});
+  EXPECT_EQ(near.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, kIsnA + 101);
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  EXPECT_EQ(engine_.counter(Counter::kRstChallengeAck), 1u);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  // The peer's answer to it, at exactly rcv_nxt: the local stack gets the RST.
+  Seen exact = In({.seq = kIsnB + 101, .ack = kIsnA + 101, .flags = tcp_flags::kRst});
+  EXPECT_EQ(exact.verdict, Verdict::kAccept);
+  EXPECT_TRUE(exact.tcp.has(tcp_flags::kRst));
+  EXPECT_EQ(exact.tcp.seq, kIsnB + 101);
+  EXPECT_EQ(Conn()->state, ConnState::kClosed);
+}
+
+TEST_F(SubflowTest, RstOnAJoinNeedsItsExactSequenceNumber) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The join received nothing yet: rcv_nxt is its ISN + 1. Out of window: dropped.
+  Seen blind = In(w, {.seq = kIsnJ + 0x40000000, .flags = tcp_flags::kRst});
+  EXPECT_EQ(blind.verdict, Verdict::kDrop);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kEstablished);
+  // In window: a challenge ACK on the join.
+  Seen near = In(w, {.seq = kIsnJ + 1 + 100, .flags = tcp_flags::kRst});
+  EXPECT_EQ(near.verdict, Verdict::kDrop);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, w);
+  EXPECT_EQ(f[0].tcp.flags, tcp_flags::kAck);
+  EXPECT_EQ(f[0].tcp.seq, join_syn_.tcp.seq + 1);
+  EXPECT_EQ(f[0].tcp.ack, kIsnJ + 1);
+  EXPECT_EQ(engine_.counter(Counter::kRstChallengeAck), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kEstablished);
+  // The same on the initial subflow once multipath (its rcv_nxt: kIsnB + 101).
+  Seen iblind = In({.seq = kIsnB + 0x40000000, .flags = tcp_flags::kRst});
+  EXPECT_EQ(iblind.verdict, Verdict::kDrop);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 2u);
+  Seen inear = In({.seq = kIsnB + 102, .flags = tcp_flags::kRst});
+  EXPECT_EQ(inear.verdict, Verdict::kDrop);
+  f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.ack, kIsnB + 101);
+  EXPECT_EQ(engine_.counter(Counter::kRstChallengeAck), 2u);
+  EXPECT_EQ(Subflows()[0].state, SubflowState::kEstablished);
+  // Exact: the join closes, the connection lives on the initial subflow.
+  Seen exact = In(w, {.seq = kIsnJ + 1, .flags = tcp_flags::kRst});
+  EXPECT_EQ(exact.verdict, Verdict::kDrop);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kClosed);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+  EXPECT_EQ(engine_.counter(Counter::kSubflowRstRx), 1u);
+}
+
+TEST_F(SubflowTest, RstDuringAJoinHandshakeNeedsItsExactSequenceNumber) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = StartJoin();
+  (void)In(w, {.seq = kIsnJ,
+               .ack = join_syn_.tcp.seq + 1,
+               .flags = tcp_flags::kSyn | tcp_flags::kAck,
+               .mptcp = {PeerSynAck(TruncatedHmac(kKeyB, key_a_, kNonceB, nonce_a_))}});
+  TakeForged();
+  ASSERT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
+  (void)In(w, {.seq = kIsnJ + 77, .flags = tcp_flags::kRst});
+  EXPECT_EQ(engine_.counter(Counter::kRstBadSeq), 1u);
+  EXPECT_EQ(Subflows()[1].state, SubflowState::kPreEstablished);
+  (void)In(w, {.seq = kIsnJ + 1, .flags = tcp_flags::kRst});  // e.g. MPJoinRejected
+  EXPECT_EQ(engine_.counter(Counter::kJoinRefused), 1u);
+  EXPECT_EQ(Subflows().size(), 1u);
+}
+
+TEST_F(PassiveJoinTest, ClosedPassiveJoinsDoNotAccumulate) {
+  ASSERT_NO_FATAL_FAILURE(EstablishPassive());
+  // A peer that keeps joining and resetting (50 times, each from a new port) must not make us
+  // hold state for every closed join: at most max_subflows live + 2 closed are kept.
+  for (int k = 0; k < 50; ++k) {
+    FourTuple w{LocalTuple().src, Addr("198.18.4.2"), 5201, static_cast<uint16_t>(45000 + k)};
+    (void)In(w, {.seq = kIsnJ, .flags = tcp_flags::kSyn, .mptcp = {PeerSyn(token_a_)}});
+    auto f = TakeForged();
+    ASSERT_EQ(f.size(), 1u);
+    const uint32_t nonce = f[0].mp.mp_join->nonce;
+    MpJoin third;
+    third.form = MpJoin::Form::kAck;
+    third.hmac = FullHmac(kKeyB, key_a_, kNonceB, nonce);
+    (void)In(w, {.seq = kIsnJ + 1, .ack = f[0].tcp.seq + 1, .mptcp = {third}});
+    TakeForged();
+    (void)In(w, {.seq = kIsnJ + 1, .ack = f[0].tcp.seq + 1, .flags = tcp_flags::kRst});
+    TakeForged();
+    ASSERT_LE(Subflows().size(), 1u + 2u + 1u);  // initial + kept closed + the one just closed
+  }
+  EXPECT_EQ(engine_.counter(Counter::kSubflowRstRx), 50u);
+  EXPECT_EQ(engine_.counter(Counter::kJoinLimit), 0u);
+  // The freed joins' tuples are forgotten (an unknown flow), the kept ones still dropped.
+  const uint64_t before = engine_.counter(Counter::kNoConnection);
+  (void)In(FourTuple{LocalTuple().src, Addr("198.18.4.2"), 5201, 45000},
+           {.seq = kIsnJ + 1, .ack = 1, .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(engine_.counter(Counter::kNoConnection), before + 1);
+  Seen late = In(FourTuple{LocalTuple().src, Addr("198.18.4.2"), 5201, 45049},
+                 {.seq = kIsnJ + 1, .ack = 1, .mptcp = {PeerDss(0)}});
+  EXPECT_EQ(late.verdict, Verdict::kDrop);
+  EXPECT_EQ(Conn()->state, ConnState::kEstablished);
+}
+
+TEST_F(SubflowTest, RecvTablesRecordOnlyMappingsOfTheirOwnPayload) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  auto largest = [&] {
+    size_t n = Conn()->recv.size();
+    for (auto& sf : Conn()->subflows) n = std::max(n, sf->recv.size());
+    return n;
+  };
+  // Single path: empty segments whose DSS carries a mapping map nothing (interop §1.4).
+  for (uint32_t k = 0; k < 1000; ++k) {
+    (void)In({.seq = kIsnB + 101,
+              .ack = kIsnA + 101,
+              .mptcp = {PeerDss(100, {{1000 + 2 * k, 1}}, 1000 + 2 * k)}});
+  }
+  EXPECT_EQ(largest(), 0u);
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // Multipath, on the join: the same.
+  for (uint32_t k = 0; k < 20000; ++k) {
+    (void)In(w, {.seq = kIsnJ + 1,
+                 .ack = join_syn_.tcp.seq + 1,
+                 .mptcp = {PeerDss(100, {{1000 + 2 * k, 1}}, 1000 + 2 * k)}});
+  }
+  EXPECT_EQ(largest(), 0u);
+  // A data segment whose mapping does not cover it: the mapping is not recorded, the data has
+  // none and is dropped (the peer retransmits it with its own).
+  Seen d = In(w, {.seq = kIsnJ + 1,
+                  .ack = join_syn_.tcp.seq + 1,
+                  .mptcp = {PeerDss(100, {{100, 10}}, 50)},
+                  .payload = Payload(10, 6)});
+  EXPECT_EQ(d.verdict, Verdict::kDrop);
+  EXPECT_EQ(largest(), 0u);
+  EXPECT_EQ(engine_.counter(Counter::kMappingNotOwn), 21001u);
+  // Its own mapping: delivered.
+  Seen ok = In(w, {.seq = kIsnJ + 1,
+                   .ack = join_syn_.tcp.seq + 1,
+                   .mptcp = {PeerDss(100, {{100, 10}}, 0)},
+                   .payload = Payload(10, 6)});
+  EXPECT_EQ(ok.verdict, Verdict::kAccept);
+  EXPECT_EQ(ok.tcp.seq, kIsnB + 101);
+}
+
+TEST_F(SubflowTest, RecvTableIsCappedAndStillFillsItsHoles) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // 1-byte segments with a hole after each: every one is its own RECV entry.
+  const uint32_t n = static_cast<uint32_t>(Engine::kMaxRecvMappings) + 100;
+  for (uint32_t k = 0; k < n; ++k) {
+    (void)In(w, {.seq = kIsnJ + 1 + 2 * k,
+                 .ack = join_syn_.tcp.seq + 1,
+                 .mptcp = {PeerDss(100, {{100 + 2 * k, 1}}, 2 * k)},
+                 .payload = Payload(1, 1)});
+  }
+  auto join_table = [&] { return Conn()->subflows[1]->recv.size(); };
+  EXPECT_EQ(join_table(), Engine::kMaxRecvMappings);
+  EXPECT_EQ(engine_.counter(Counter::kRecvTableFull), 100u);  // the farthest ones went
+  // A byte filling the first hole is still mapped (it merges its neighbours) and delivered.
+  Seen fill = In(w, {.seq = kIsnJ + 2,
+                     .ack = join_syn_.tcp.seq + 1,
+                     .mptcp = {PeerDss(100, {{101, 1}}, 1)},
+                     .payload = Payload(1, 2)});
+  EXPECT_EQ(fill.verdict, Verdict::kAccept);
+  EXPECT_EQ(fill.tcp.seq, kIsnB + 102);
+  EXPECT_EQ(join_table(), Engine::kMaxRecvMappings - 1);  // three entries became one
+  EXPECT_EQ(Conn()->subflows[1]->recv.entries()[0], (MapEntry{0, 100, 3, 0}));
 }
 
 }  // namespace

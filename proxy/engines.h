@@ -21,6 +21,8 @@ namespace mproxy::proxy {
 struct EngineOptions {
   std::vector<uint16_t> ports;  // TCP ports selected for conversion (empty: all TCP)
   bool checksums = false;       // ask for DSS checksums (RFC 8684 §3.3.1; mptcp engine)
+  // Source ports of the mptcp engine's own joins (outside the host's ip_local_port_range).
+  uint16_t join_port_min = 61000, join_port_max = 65535;
 };
 
 // What the daemon gives an engine's control commands, and what they give back. Control requests

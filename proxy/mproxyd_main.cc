@@ -53,6 +53,19 @@ bool ParseUnsigned(std::string_view s, unsigned long& out, int base = 0) {
   return ec == std::errc{} && p == s.data() + s.size();
 }
 
+// The engine's joins use source ports the kernel does not know about: if the host hands the same
+// ports to local sockets, a local connection can be refused (its SYN on a join's tuple is dropped).
+void WarnIfJoinPortsOverlapLocalRange(unsigned long lo, unsigned long hi) {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned long a = 0, b = 0;
+  if (!(in >> a >> b)) return;
+  if (lo <= b && a <= hi) {
+    MPROXY_LOG(kWarn) << "--join-ports " << lo << "-" << hi
+                      << " overlaps net.ipv4.ip_local_port_range " << a << "-" << b
+                      << ": local connections may collide with joins";
+  }
+}
+
 // Effective capability bit from /proc/self/status (CapEff is a hex mask).
 bool HasCapability(int cap) {
   std::ifstream in("/proc/self/status");
@@ -98,6 +111,7 @@ int main(int argc, char** argv) {
   std::string control_mode = "0600";
   std::string log_level = "info";
   bool checksums = false;
+  std::string join_ports = "61000-65535";
   std::vector<std::string> interfaces;
   std::string table_base = "0x4d50";
   std::string rule_priority = "0x4d50";
@@ -156,6 +170,10 @@ int main(int argc, char** argv) {
   app.add_flag("--checksums", checksums,
                "mptcp engine: ask the peer for DSS checksums (RFC 8684 §3.3.1); either side asking "
                "enables them");
+  app.add_option("--join-ports", join_ports,
+                 "mptcp engine: source ports of the joins it opens, MIN-MAX; keep them outside the "
+                 "host's net.ipv4.ip_local_port_range (the kernel does not know them)")
+      ->capture_default_str();
   app.add_option("--interfaces", interfaces,
                  "interfaces subflows may use, comma separated (e.g. wlan0,eth1); their addresses "
                  "are followed through rtnetlink and each gets policy routing of its own (below). "
@@ -212,6 +230,14 @@ int main(int argc, char** argv) {
     return usage("--control-socket-mode must be an octal file mode (e.g. 0600)");
   }
   if (no_ipv4 && no_ipv6) return usage("--no-ipv4 and --no-ipv6 leave nothing to do");
+  unsigned long join_min = 0, join_max = 0;
+  if (const auto dash = join_ports.find('-');
+      dash == std::string::npos || !ParseUnsigned(join_ports.substr(0, dash), join_min) ||
+      !ParseUnsigned(join_ports.substr(dash + 1), join_max) || join_min == 0 ||
+      join_min > join_max || join_max > 65535) {
+    return usage("--join-ports must be MIN-MAX within 1-65535 (e.g. 61000-65535)");
+  }
+  WarnIfJoinPortsOverlapLocalRange(join_min, join_max);
   px::RoutingConfig routing;
   {
     unsigned long tb = 0, prio = 0, mask = 0;
@@ -275,6 +301,8 @@ int main(int argc, char** argv) {
   px::EngineOptions eopt;
   eopt.ports = ports;
   eopt.checksums = checksums;
+  eopt.join_port_min = static_cast<uint16_t>(join_min);
+  eopt.join_port_max = static_cast<uint16_t>(join_max);
   auto eng = spec->make(eopt);
   if (!eng) {
     std::cerr << "mproxyd: engine " << engine << ": " << eng.error().message << "\n";

@@ -100,6 +100,8 @@ Result<std::unique_ptr<packet::Engine>> MakeMptcpEngine(const EngineOptions& opt
   mptcp::EngineConfig config;
   config.ports = options.ports;
   config.checksums = options.checksums;
+  config.join_port_min = options.join_port_min;
+  config.join_port_max = options.join_port_max;
   return std::unique_ptr<packet::Engine>(std::make_unique<OwnedMptcpEngine>(std::move(config)));
 }
 

@@ -2002,6 +2002,94 @@ TEST_F(SubflowTest, RecvTableIsCappedAndStillFillsItsHoles) {
   EXPECT_EQ(Conn()->subflows[1]->recv.entries()[0], (MapEntry{0, 100, 3, 0}));
 }
 
+// Review #1 (a): an RTO retransmission that the local stack collapsed across bytes first sent on
+// two subflows is sent piecewise on the subflows that own them, at their SSNs: moving it whole to
+// the active subflow would leave a hole on the initial subflow's SSN space forever.
+TEST_F(SubflowTest, ReviewStraddlingRetransmissionLeavesHoleOnActive) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});  // eth0
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  Seen d = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});  // join SSN 1
+  EXPECT_EQ(d.tuple, w);
+  EXPECT_EQ(d.tcp.seq, jisn + 1);
+  // RTO: the local stack collapses [100,300) into one retransmission.
+  std::vector<uint8_t> both = Payload(100, 1);
+  auto p2 = Payload(100, 2);
+  both.insert(both.end(), p2.begin(), p2.end());
+  Seen r = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = both});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);  // replaced by one forged segment per owning subflow
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.seq, kIsnA + 101);
+  EXPECT_EQ(f[0].payload, Payload(100, 1));
+  EXPECT_TRUE(f[0].checksum_ok);
+  ASSERT_TRUE(f[0].mp.dss && f[0].mp.dss->mapping);
+  EXPECT_EQ(f[0].mp.dss->mapping->ssn, 101u);
+  EXPECT_EQ(f[0].mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  EXPECT_EQ(f[1].tuple, w);
+  EXPECT_EQ(f[1].tcp.seq, jisn + 1);
+  EXPECT_EQ(f[1].payload, Payload(100, 2));
+  EXPECT_TRUE(f[1].checksum_ok);
+  ASSERT_TRUE(f[1].mp.dss && f[1].mp.dss->mapping);
+  EXPECT_EQ(f[1].mp.dss->mapping->ssn, 1u);
+  EXPECT_EQ(f[1].mp.dss->mapping->dsn, idsn_a_ + 1 + 200);
+  EXPECT_EQ(engine_.counter(Counter::kTxStraddleSplit), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kTxMovedSubflow), 0u);
+  // Now the original join bytes [200,300) (join SSN 1..101) are retransmitted alone: same SSNs.
+  Seen r2 = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  EXPECT_EQ(r2.tuple, w);
+  EXPECT_EQ(r2.tcp.seq, jisn + 1) << "subflow hole at join SSN 1..101 is never filled";
+  // And the initial subflow's bytes stay there too.
+  Seen r3 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r3.tuple, LocalTuple());
+  EXPECT_EQ(r3.tcp.seq, kIsnA + 101);
+}
+
+// Review #1 (b): go-back-N recovery retransmits each lost segment once; staleness is decided by
+// retransmissions of the subflow's own head (its first unacknowledged SSN), not by the number of
+// retransmissions routed there, so a healthy path keeps its segments.
+TEST_F(SubflowTest, ReviewStaleHeuristicMovesHealthyPathsSegments) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // Three segments on eth0 before the handover, none acknowledged yet.
+  for (int i = 0; i < 3; ++i)
+    (void)Out({.seq = kIsnA + 101 + 100 * static_cast<uint32_t>(i),
+               .ack = kIsnB + 101,
+               .payload = Payload(100, static_cast<uint8_t>(i))});
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The local stack's RTO (go-back-N) retransmits them back to back, once each.
+  std::vector<Seen> r;
+  for (int i = 0; i < 3; ++i)
+    r.push_back(Out({.seq = kIsnA + 101 + 100 * static_cast<uint32_t>(i),
+                     .ack = kIsnB + 101,
+                     .payload = Payload(100, static_cast<uint8_t>(i))}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r[i].tuple, LocalTuple()) << "a first retransmission was moved off a live path";
+    EXPECT_EQ(r[i].tcp.seq, kIsnA + 101 + 100 * static_cast<uint32_t>(i));
+  }
+  EXPECT_EQ(engine_.counter(Counter::kTxStaleSubflow), 0u);
+  EXPECT_EQ(engine_.counter(Counter::kTxMovedSubflow), 0u);
+  // Back to eth0 (make-before-break onto the existing, still usable initial subflow).
+  Actions a;
+  ASSERT_TRUE(engine_
+                  .StartHandover(
+                      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kMakeBeforeBreak, {}}, a)
+                  .ok());
+  Collect(a);
+  TakeForged();
+  Seen n = Out({.seq = kIsnA + 401, .ack = kIsnB + 101, .payload = Payload(100, 9)});
+  EXPECT_EQ(n.tuple, LocalTuple());
+  ASSERT_TRUE(n.mp.dss && n.mp.dss->mapping);
+  EXPECT_EQ(n.mp.dss->mapping->ssn, 401u);  // right after eth0's own bytes: no SSN hole there
+  Seen again = Out({.seq = kIsnA + 301, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  EXPECT_EQ(again.tuple, LocalTuple());
+  EXPECT_EQ(again.tcp.seq, kIsnA + 301);
+  EXPECT_NE(w, LocalTuple());
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 

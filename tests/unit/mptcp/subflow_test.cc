@@ -3,6 +3,7 @@
 // output is parsed back. HMACs are recomputed here from the RFC formulas (HMAC-SHA256 over the
 // keys and nonces), not through the engine's join code.
 #include <gtest/gtest.h>
+#include <algorithm>
 
 #include <map>
 #include <set>
@@ -2374,10 +2375,57 @@ class Simulation {
     if (!eth && !wlan_up) return;
     if (loss_per_mille > 0 && loss_rng_.Below(1000) < loss_per_mille) return;
     (eth ? wire_bytes_eth : wire_bytes_wlan) += p->payload_len;
+    Arrived(*p);
     const bool to_a = p->ip.dst == Eth() || p->ip.dst == Wlan();
     Through(to_a ? a_ : b_, Hook::kPreRouting, std::move(pkt));
   }
 
+  // Review #15: the peer's TCP receiver of every subflow, in order, as the kernel's is: what
+  // arrived on each wire direction (sequence offsets from its SYN). Bytes above a hole that the
+  // sender's subflow never fills mean that subflow can never make progress again (review #1).
+  void Arrived(const TcpPacket& p) {
+    WireRx* rx = nullptr;
+    for (auto& r : rx_) {
+      if (r.tuple == p.tuple()) rx = &r;
+    }
+    if (rx == nullptr) {
+      rx_.emplace_back();
+      rx_.back().tuple = p.tuple();
+      rx = &rx_.back();
+    }
+    if (p.tcp.has(tcp_flags::kRst)) rx->rst = true;
+    if (p.tcp.has(tcp_flags::kSyn)) {
+      rx->isn = p.tcp.seq;
+      rx->have_isn = true;
+      return;
+    }
+    if (!rx->have_isn || p.payload_len == 0) return;
+    const uint64_t b = static_cast<uint32_t>(p.tcp.seq - rx->isn - 1);
+    const uint64_t e = b + p.payload_len;
+    if (b > rx->nxt) {
+      rx->ooo.emplace_back(b, e);
+      std::sort(rx->ooo.begin(), rx->ooo.end());
+      return;
+    }
+    rx->nxt = std::max(rx->nxt, e);
+    while (!rx->ooo.empty() && rx->ooo.front().first <= rx->nxt) {
+      rx->nxt = std::max(rx->nxt, rx->ooo.front().second);
+      rx->ooo.erase(rx->ooo.begin());
+    }
+  }
+
+ public:
+  struct WireRx {
+    FourTuple tuple;  // sender -> receiver
+    bool have_isn = false, rst = false;
+    uint32_t isn = 0;
+    uint64_t nxt = 0;  // in-order point (RCV.NXT offset)
+    std::vector<std::pair<uint64_t, uint64_t>> ooo;  // arrived above a hole
+  };
+  const std::vector<WireRx>& wire_rx() const { return rx_; }
+
+ private:
+  std::vector<WireRx> rx_;
   Xoshiro256 rng_a_, rng_b_, loss_rng_;
   Engine a_, b_;
   ScriptedTcp stack_a_, stack_b_;
@@ -2386,7 +2434,27 @@ class Simulation {
   int tick_ = 0;
 };
 
+// Review #15: a subflow that is still established at its sender must have no hole left at its
+// receiver: every SSN it was given is sent there again until it arrives (seed §3.3).
+void ExpectNoStuckSubflow(Simulation& s) {
+  for (const auto& rx : s.wire_rx()) {
+    if (rx.ooo.empty() || rx.rst) continue;
+    const bool from_a = rx.tuple.src == Simulation::Eth() || rx.tuple.src == Simulation::Wlan();
+    Engine& e = from_a ? s.a() : s.b();
+    bool live = false;
+    e.ForEachConnection([&](const Connection& c) {
+      e.ForEachSubflow(c, [&](const SubflowInfo& i) {
+        if (i.tuple == rx.tuple && i.state == SubflowState::kEstablished) live = true;
+      });
+    });
+    EXPECT_FALSE(live) << "subflow " << (from_a ? "a->b " : "b->a ") << rx.tuple.sport << "->"
+                       << rx.tuple.dport << " waits at offset " << rx.nxt << " below "
+                       << rx.ooo.front().first << ": a hole its sender never fills";
+  }
+}
+
 void ExpectExact(Simulation& s) {
+  ExpectNoStuckSubflow(s);
   EXPECT_TRUE(s.stack_a().done());
   EXPECT_TRUE(s.stack_b().done());
   EXPECT_TRUE(s.stack_b().received() == s.stack_a().sent())

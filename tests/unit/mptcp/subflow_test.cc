@@ -3,8 +3,8 @@
 // output is parsed back. HMACs are recomputed here from the RFC formulas (HMAC-SHA256 over the
 // keys and nonces), not through the engine's join code.
 #include <gtest/gtest.h>
-#include <algorithm>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -2091,6 +2091,53 @@ TEST_F(SubflowTest, ReviewStaleHeuristicMovesHealthyPathsSegments) {
   EXPECT_NE(w, LocalTuple());
 }
 
+// Review #1: a subflow declared stale is retired for good (RST + MP_TCPRST 5, closed, gone):
+// its SSN ranges moved to the active subflow, so it could never deliver in order again.
+TEST_F(SubflowTest, ReviewStaleSubflowIsRetiredForGood) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});  // eth0
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  // eth0's head is retransmitted twice without its subflow ACK moving: still eth0.
+  for (int i = 0; i < 2; ++i) {
+    Seen r = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+    EXPECT_EQ(r.tuple, LocalTuple());
+    EXPECT_EQ(r.tcp.seq, kIsnA + 101);
+  }
+  EXPECT_TRUE(TakeForged().empty());
+  // The third: eth0 is retired and the bytes go to the join at fresh SSNs.
+  Seen r3 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r3.tuple, w);
+  EXPECT_EQ(r3.tcp.seq, jisn + 1);
+  EXPECT_EQ(engine_.counter(Counter::kTxStaleSubflow), 1u);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  ASSERT_TRUE(f[0].mp.mp_tcprst);
+  EXPECT_EQ(f[0].mp.mp_tcprst->reason,
+            static_cast<uint8_t>(TcpRstReason::kUnacceptablePerformance));
+  for (const SubflowInfo& i : Subflows()) {
+    if (i.initial) {
+      EXPECT_EQ(i.state, SubflowState::kClosed);
+      EXPECT_FALSE(i.active);
+    }
+  }
+  // Nothing goes to eth0 any more: its bytes stay on the join, where they now live.
+  Seen r4 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r4.tuple, w);
+  EXPECT_EQ(r4.tcp.seq, jisn + 1);
+  // A make-before-break back to eth0 does not reuse the retired subflow.
+  Actions a;
+  (void)engine_.StartHandover(
+      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kMakeBeforeBreak, {}}, a);
+  Collect(a);
+  for (const Seen& s : TakeForged()) EXPECT_NE(s.tuple, LocalTuple());
+  Seen n = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  EXPECT_NE(n.tuple, LocalTuple());
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 
@@ -2419,7 +2466,7 @@ class Simulation {
     FourTuple tuple;  // sender -> receiver
     bool have_isn = false, rst = false;
     uint32_t isn = 0;
-    uint64_t nxt = 0;  // in-order point (RCV.NXT offset)
+    uint64_t nxt = 0;                                // in-order point (RCV.NXT offset)
     std::vector<std::pair<uint64_t, uint64_t>> ooo;  // arrived above a hole
   };
   const std::vector<WireRx>& wire_rx() const { return rx_; }

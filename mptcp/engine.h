@@ -266,10 +266,11 @@ class Engine final : public packet::Engine {
   Subflow* RetransmitTarget(packet::Time now, Connection& c, Subflow* orig, uint64_t ssn,
                             uint64_t len, packet::Actions& actions);
   // A retransmission straddling SEND table entries: forged piecewise on the subflows that own
-  // its bytes. False when the segment lies in one piece (the ordinary path handles it).
+  // its bytes (true). False when it lies in one entry (`to` null: the ordinary routing decides)
+  // or all of it still goes to one subflow at contiguous SSNs (`to`, `ssn`: sent as it is).
   bool SendStraddle(packet::Time now, Connection& c, const packet::TcpPacket& p, uint64_t off,
                     std::optional<DssDataAck> data_ack, packet::PacketOut& out,
-                    packet::Actions& actions);
+                    packet::Actions& actions, Subflow*& to, uint64_t& ssn);
   void SwitchTo(packet::Time now, Connection& c, Subflow& to, const HandoverJob* job,
                 packet::Actions& actions);
   void FinishHandover(packet::Time now, Subflow& sf, bool ok, std::string_view error);

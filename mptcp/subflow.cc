@@ -970,7 +970,8 @@ Subflow* Engine::RetransmitTarget(Time now, Connection& c, Subflow* orig, uint64
 
 bool Engine::SendStraddle(Time now, Connection& c, const TcpPacket& p, uint64_t off,
                           std::optional<DssDataAck> data_ack, PacketOut& out,
-                          packet::Actions& actions) {
+                          packet::Actions& actions, Subflow*& routed, uint64_t& routed_ssn) {
+  routed = nullptr;
   const uint64_t len = p.payload_len;
   const uint64_t end = off + len;
   const MapEntry* first = c.send.Find(off);
@@ -1033,6 +1034,12 @@ bool Engine::SendStraddle(Time now, Connection& c, const TcpPacket& p, uint64_t 
     cur = pend;
   }
 
+  if (pieces.size() == 1 && pieces[0].begin == off && pieces[0].end == end) {
+    // One subflow, contiguous SSNs (e.g. its own tail plus new data): the queued packet goes.
+    routed = pieces[0].sf;
+    routed_ssn = pieces[0].ssn;
+    return false;
+  }
   // The queued packet cannot be shortened through its verdict (its payload is passed on from
   // the queued buffer as it is), so every piece is forged and the original dropped. GSO packets
   // are cut to segments the path takes (the forged packets bypass segmentation offload).
@@ -1172,13 +1179,22 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
     // Seed §3.3: an SSN range stays with the subflow that first carried it while that subflow is
     // usable (the peer's TCP receiver there waits for exactly those bytes); a segment the local
     // stack collapsed across entries (RTO) is therefore sent piecewise, never moved whole.
-    if (off < c.tx_high && SendStraddle(now, c, p, off, data_ack, out, actions)) return;
+    Subflow* routed = nullptr;
+    uint64_t routed_ssn = 0;
+    if (off < c.tx_high &&
+        SendStraddle(now, c, p, off, data_ack, out, actions, routed, routed_ssn)) {
+      return;
+    }
     const MapEntry* e = off < c.tx_high ? c.send.Find(off) : nullptr;
     Subflow* orig = e != nullptr && off + len <= e->src_end() ? SubflowById(c, e->tag) : nullptr;
     if (orig != nullptr && orig->usable()) {
       orig = RetransmitTarget(now, c, orig, e->dst + (off - e->src), len, actions);
     }
-    if (orig != nullptr && orig->usable()) {
+    if (routed != nullptr) {
+      // Routed (and recorded in the SEND table) piece by piece, all onto one subflow.
+      sf = routed;
+      ssn = routed_ssn;
+    } else if (orig != nullptr && orig->usable()) {
       // A retransmission goes where it first went, at the same SSNs.
       sf = orig;
       ssn = e->dst + (off - e->src);

@@ -2091,6 +2091,27 @@ TEST_F(SubflowTest, ReviewStaleHeuristicMovesHealthyPathsSegments) {
   EXPECT_NE(w, LocalTuple());
 }
 
+// A segment over the active subflow's own tail and new data stays one segment there (the
+// queued packet, not forged pieces): its SSNs are contiguous on that subflow.
+TEST_F(SubflowTest, TailPlusNewDataOnActiveIsSentAsItIs) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});  // eth0
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  (void)Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});  // join SSN 1
+  Seen r = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(200, 3)});
+  EXPECT_EQ(r.verdict, Verdict::kAccept);
+  EXPECT_EQ(r.tuple, w);
+  EXPECT_EQ(r.tcp.seq, jisn + 1);
+  EXPECT_EQ(r.payload.size(), 200u);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kTxStraddleSplit), 0u);
+  Seen n = Out({.seq = kIsnA + 401, .ack = kIsnB + 101, .payload = Payload(100, 4)});
+  EXPECT_EQ(n.tuple, w);
+  EXPECT_EQ(n.tcp.seq, jisn + 201);
+}
+
 // Review #1: a subflow declared stale is retired for good (RST + MP_TCPRST 5, closed, gone):
 // its SSN ranges moved to the active subflow, so it could never deliver in order again.
 TEST_F(SubflowTest, ReviewStaleSubflowIsRetiredForGood) {

@@ -117,7 +117,8 @@ namespace mproxy::mptcp {
   X(kNoSubflow, "MpNoSubflow")                   /* no usable subflow: outbound dropped */  \
   X(kTxSameSubflow, "MpTxSameSubflow")           /* retransmission on its first subflow */  \
   X(kTxMovedSubflow, "MpTxMovedSubflow")         /* retransmission at fresh SSN space */    \
-  X(kTxStaleSubflow, "MpTxStaleSubflow")         /* old subflow silent: moved to active */  \
+  X(kTxStaleSubflow, "MpTxStaleSubflow")         /* head unacked: subflow retired */        \
+  X(kTxStraddleSplit, "MpTxStraddleSplit")       /* retx sent piecewise on its subflows */  \
   X(kTsOffsetAdjusted, "MpTsOffsetAdjusted")     /* tsval kept monotonic for the stack */   \
   X(kWindowRescaled, "MpWindowRescaled")                                                    \
   X(kSubflowClosedRx, "MpSubflowClosedRx")       /* peer closed one subflow (FIN) */        \

@@ -119,7 +119,8 @@ class Engine final : public packet::Engine {
   static constexpr size_t kMaxRecvMappings = 1024;
   void ForEachConnection(const std::function<void(const Connection&)>& visit) const;
   // Every subflow of `c`, the initial one first.
-  void ForEachSubflow(const Connection& c, const std::function<void(const SubflowInfo&)>& visit) const;
+  void ForEachSubflow(const Connection& c,
+                      const std::function<void(const SubflowInfo&)>& visit) const;
 
   // Control plane (mproxyctl; proxy/mptcp_commands.cc). Sans-I/O like the data path: packets to
   // send come back in `actions`, progress is read back with HandoverStatusOf() after later packets
@@ -260,6 +261,16 @@ class Engine final : public packet::Engine {
   void OutboundMulti(packet::Time now, Connection& c, packet::TcpPacket& p, packet::PacketOut& out,
                      packet::Actions& actions);
   void JoinEstablished(packet::Time now, Connection& c, Subflow& sf, packet::Actions& actions);
+  // Where a retransmission of `len` bytes at `ssn` on `orig` goes: `orig`, or null after `orig`
+  // was retired because its head stopped being acknowledged (mptcp/DESIGN.md, "Subflows").
+  Subflow* RetransmitTarget(packet::Time now, Connection& c, Subflow* orig, uint64_t ssn,
+                            uint64_t len, packet::Actions& actions);
+  // A retransmission straddling SEND table entries: forged piecewise on the subflows that own
+  // its bytes (true). False when it lies in one entry (`to` null: the ordinary routing decides)
+  // or all of it still goes to one subflow at contiguous SSNs (`to`, `ssn`: sent as it is).
+  bool SendStraddle(packet::Time now, Connection& c, const packet::TcpPacket& p, uint64_t off,
+                    std::optional<DssDataAck> data_ack, packet::PacketOut& out,
+                    packet::Actions& actions, Subflow*& to, uint64_t& ssn);
   void SwitchTo(packet::Time now, Connection& c, Subflow& to, const HandoverJob* job,
                 packet::Actions& actions);
   void FinishHandover(packet::Time now, Subflow& sf, bool ok, std::string_view error);

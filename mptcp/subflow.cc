@@ -947,6 +947,171 @@ void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* j
 // ---------------------------------------------------------------------------------------------
 // The multipath data path.
 
+Subflow* Engine::RetransmitTarget(Time now, Connection& c, Subflow* orig, uint64_t ssn,
+                                  uint64_t len, packet::Actions& actions) {
+  // Staleness is judged per range, by the subflow's own ACK progress: only retransmissions of
+  // the subflow's head (the SSN its peer acknowledges next) count. Go-back-N recovery resends
+  // every lost segment once, which says nothing about the path; the head resent again and again
+  // while the subflow ACK stays put does (review #1).
+  if (ssn <= orig->tx_san && orig->tx_san < ssn + len) ++orig->retx_no_progress;
+  if (orig == c.active || c.active == nullptr || !c.active->usable() ||
+      orig->retx_no_progress <= kStaleRetransmissions) {
+    return orig;
+  }
+  // The old path of a make-before-break stopped acknowledging (seed §3.3: "no longer
+  // available"). It is retired for good, not merely skipped: its SSN ranges move to the active
+  // subflow, so it could never deliver in order again. The peer learns it (RST with MP_TCPRST,
+  // RFC 8684 §3.6, "unacceptable performance"), and gone keeps StartHandover / SelectActive off it.
+  counters_.Inc(Counter::kTxStaleSubflow);
+  ForgeRstOn(c, *orig, static_cast<uint8_t>(TcpRstReason::kUnacceptablePerformance), actions);
+  CloseSubflow(now, c, *orig);
+  return nullptr;
+}
+
+bool Engine::SendStraddle(Time now, Connection& c, const TcpPacket& p, uint64_t off,
+                          std::optional<DssDataAck> data_ack, PacketOut& out,
+                          packet::Actions& actions, Subflow*& routed, uint64_t& routed_ssn) {
+  routed = nullptr;
+  const uint64_t len = p.payload_len;
+  const uint64_t end = off + len;
+  const MapEntry* first = c.send.Find(off);
+  if (first != nullptr && end <= first->src_end()) return false;  // one entry: ordinary path
+  if (first == nullptr &&
+      (c.send.empty() || c.send.entries().front().src >= end || c.send.src_end() <= off)) {
+    return false;  // touches no sent entry: new data (or acknowledged bytes) for the active one
+  }
+  struct Piece {
+    uint64_t begin, end;
+    Subflow* sf;
+    uint64_t ssn;
+  };
+  std::vector<Piece> pieces;
+  for (uint64_t cur = off; cur < end;) {
+    const MapEntry* e = cur < c.tx_high ? c.send.Find(cur) : nullptr;
+    uint64_t pend = end;
+    Subflow* to = nullptr;
+    uint64_t ssn = 0;
+    if (e != nullptr) {
+      pend = std::min(end, e->src_end());
+      Subflow* owner = SubflowById(c, e->tag);
+      if (owner != nullptr && owner->usable()) {
+        ssn = e->dst + (cur - e->src);
+        to = RetransmitTarget(now, c, owner, ssn, pend - cur, actions);
+      }
+    } else {
+      // Unmapped: acknowledged and forgotten below, or new data above what was sent.
+      for (const MapEntry& n : c.send.entries()) {
+        if (n.src > cur) {
+          pend = std::min(end, n.src);
+          break;
+        }
+      }
+      if (cur < c.tx_acked) {
+        // DATA_ACKed already: the peer has these bytes, no subflow needs them again.
+        cur = std::min(pend, c.tx_acked);
+        continue;
+      }
+    }
+    if (to == nullptr && c.active != nullptr && c.active->usable()) {
+      // Its subflow is gone (its SSN space is never needed again) or the bytes are new: fresh
+      // SSN space on the active subflow.
+      to = c.active;
+      ssn = to->tx_ssn_next;
+      if (c.send.Insert(cur, ssn, pend - cur, to->id) == InsertResult::kConflict) {
+        c.send.Assign(cur, ssn, pend - cur, to->id);
+      }
+      to->tx_ssn_next += pend - cur;
+      if (cur < c.tx_high) counters_.Inc(Counter::kTxMovedSubflow);
+    }
+    if (to == nullptr) {
+      counters_.Inc(Counter::kNoSubflow);  // the local stack sends these bytes again
+    } else if (!pieces.empty() && pieces.back().sf == to && pieces.back().end == cur &&
+               pieces.back().ssn + (cur - pieces.back().begin) == ssn) {
+      pieces.back().end = pend;
+    } else {
+      pieces.push_back(Piece{cur, pend, to, ssn});
+    }
+    cur = pend;
+  }
+
+  if (pieces.size() == 1 && pieces[0].begin == off && pieces[0].end == end) {
+    // One subflow, contiguous SSNs (e.g. its own tail plus new data): the queued packet goes.
+    routed = pieces[0].sf;
+    routed_ssn = pieces[0].ssn;
+    return false;
+  }
+  // The queued packet cannot be shortened through its verdict (its payload is passed on from
+  // the queued buffer as it is), so every piece is forged and the original dropped. GSO packets
+  // are cut to segments the path takes (the forged packets bypass segmentation offload).
+  const bool fin = p.tcp.has(tcp_flags::kFin);
+  const uint64_t chunk = p.gso ? std::max<uint64_t>(536, c.local_mss > config_.mss_reduction + 536u
+                                                             ? c.local_mss - config_.mss_reduction
+                                                             : 536u)
+                               : len;
+  const std::optional<packet::TimestampsOption> ts = p.options.Timestamps();
+  const packet::Bytes payload = p.payload();
+  for (const Piece& pc : pieces) {
+    Subflow& sf = *pc.sf;
+    for (uint64_t a = pc.begin; a < pc.end;) {
+      const uint64_t b = std::min(pc.end, a + chunk);
+      const bool last = b == end;
+      const uint64_t ssn = pc.ssn + (a - pc.begin);
+      const packet::Bytes data = payload.subspan(a - off, b - a);
+      packet::TcpHeader h = p.tcp;
+      h.sport = sf.tuple.sport;
+      h.dport = sf.tuple.dport;
+      h.seq = WireOf(sf.tx_isn, ssn);
+      if (p.tcp.has(tcp_flags::kAck)) h.ack = WireOf(sf.rx_isn, sf.rx_san);
+      h.flags = static_cast<uint8_t>(p.tcp.flags & ~tcp_flags::kFin);  // FIN: the DATA_FIN
+      h.checksum = 0;
+      packet::TcpOptionList opts;
+      if (ts && sf.ts) {
+        (void)opts.AddNop();
+        (void)opts.AddNop();
+        (void)opts.AddTimestamps({ts->tsval, sf.ts_recent});
+      }
+      Option opt = MappingOption(c,
+                                 TxMappingFor(c, sf.tx_maps, a, static_cast<uint32_t>(b - a),
+                                              fin && last, data, ssn, sf.initial),
+                                 data_ack);
+      if (!AddMptcp(opts, opt)) {
+        counters_.Inc(Counter::kOptionSpace);
+        a = b;
+        continue;
+      }
+      if (p.tcp.has(tcp_flags::kAck) && sf.sack && !sf.rx_ooo.empty()) {
+        counters_.Inc(AddSubflowSack(opts, sf) > 0 ? Counter::kSackTx : Counter::kSackRoom);
+      }
+      auto pkt = packet::BuildTcpPacket(sf.tuple, h, opts, data, sf.ttl);
+      if (!pkt) {
+        counters_.Inc(Counter::kForgeError);
+      } else {
+        actions.forged.push_back(packet::ForgedPacket{std::move(pkt.value()), sf.ifindex});
+        sf.bytes_tx += b - a;
+        if (p.tcp.has(tcp_flags::kAck)) sf.rx_san_sent = std::max(sf.rx_san_sent, sf.rx_san);
+      }
+      a = b;
+    }
+  }
+  if (end > c.tx_high) {
+    c.bytes_tx += end - std::max(c.tx_high, off);
+    c.tx_high = end;
+  }
+  if (fin) {
+    if (!c.tx_fin) counters_.Inc(Counter::kDataFinTx);
+    c.tx_fin = end;
+  }
+  c.last_window = p.tcp.window;
+  if (ts) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsval = ts->tsval;
+    c.last_ts = t;
+  }
+  counters_.Inc(Counter::kTxStraddleSplit);
+  out.verdict = packet::Verdict::kDrop;
+  return true;
+}
+
 bool Engine::FitOption(TcpPacket& p, Option& opt) {
   // Same room-making order as the single-path path (engine.cc): NOPs, 32-bit DATA_ACK, SACK.
   if (AddMptcp(p.options, opt)) return true;
@@ -1011,24 +1176,33 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
                                                                               : c.active;
   } else if (seq_off && len > 0) {
     const uint64_t off = *seq_off;
+    // Seed §3.3: an SSN range stays with the subflow that first carried it while that subflow is
+    // usable (the peer's TCP receiver there waits for exactly those bytes); a segment the local
+    // stack collapsed across entries (RTO) is therefore sent piecewise, never moved whole.
+    Subflow* routed = nullptr;
+    uint64_t routed_ssn = 0;
+    if (off < c.tx_high &&
+        SendStraddle(now, c, p, off, data_ack, out, actions, routed, routed_ssn)) {
+      return;
+    }
     const MapEntry* e = off < c.tx_high ? c.send.Find(off) : nullptr;
     Subflow* orig = e != nullptr && off + len <= e->src_end() ? SubflowById(c, e->tag) : nullptr;
-    if (orig != nullptr && orig != c.active && orig->usable() &&
-        orig->retx_no_progress >= kStaleRetransmissions && c.active != nullptr) {
-      // The old path of a make-before-break stopped acknowledging: what it carried is sent
-      // again on the active subflow instead (seed §3.3: "no longer available").
-      counters_.Inc(Counter::kTxStaleSubflow);
-      orig = nullptr;
-    }
     if (orig != nullptr && orig->usable()) {
-      ++orig->retx_no_progress;
+      orig = RetransmitTarget(now, c, orig, e->dst + (off - e->src), len, actions);
+    }
+    if (routed != nullptr) {
+      // Routed (and recorded in the SEND table) piece by piece, all onto one subflow.
+      sf = routed;
+      ssn = routed_ssn;
+    } else if (orig != nullptr && orig->usable()) {
       // A retransmission goes where it first went, at the same SSNs.
       sf = orig;
       ssn = e->dst + (off - e->src);
       counters_.Inc(Counter::kTxSameSubflow);
     } else if (c.active != nullptr) {
-      // New data, or a retransmission whose subflow is gone: fresh SSN space on the active one
-      // (a new mapping for the same DSNs).
+      // New data, or a retransmission whose subflow is gone (retired, removed, or left by a
+      // break-before-make: its SSN space is never needed again): fresh SSN space on the active
+      // one (a new mapping for the same DSNs).
       sf = c.active;
       ssn = sf->tx_ssn_next;
       if (c.send.Insert(off, ssn, len, sf->id) == InsertResult::kConflict) {

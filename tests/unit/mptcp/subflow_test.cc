@@ -4,6 +4,7 @@
 // keys and nonces), not through the engine's join code.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -2002,6 +2003,162 @@ TEST_F(SubflowTest, RecvTableIsCappedAndStillFillsItsHoles) {
   EXPECT_EQ(Conn()->subflows[1]->recv.entries()[0], (MapEntry{0, 100, 3, 0}));
 }
 
+// Review #1 (a): an RTO retransmission that the local stack collapsed across bytes first sent on
+// two subflows is sent piecewise on the subflows that own them, at their SSNs: moving it whole to
+// the active subflow would leave a hole on the initial subflow's SSN space forever.
+TEST_F(SubflowTest, ReviewStraddlingRetransmissionLeavesHoleOnActive) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});  // eth0
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  Seen d = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});  // join SSN 1
+  EXPECT_EQ(d.tuple, w);
+  EXPECT_EQ(d.tcp.seq, jisn + 1);
+  // RTO: the local stack collapses [100,300) into one retransmission.
+  std::vector<uint8_t> both = Payload(100, 1);
+  auto p2 = Payload(100, 2);
+  both.insert(both.end(), p2.begin(), p2.end());
+  Seen r = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = both});
+  EXPECT_EQ(r.verdict, Verdict::kDrop);  // replaced by one forged segment per owning subflow
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_EQ(f[0].tcp.seq, kIsnA + 101);
+  EXPECT_EQ(f[0].payload, Payload(100, 1));
+  EXPECT_TRUE(f[0].checksum_ok);
+  ASSERT_TRUE(f[0].mp.dss && f[0].mp.dss->mapping);
+  EXPECT_EQ(f[0].mp.dss->mapping->ssn, 101u);
+  EXPECT_EQ(f[0].mp.dss->mapping->dsn, idsn_a_ + 1 + 100);
+  EXPECT_EQ(f[1].tuple, w);
+  EXPECT_EQ(f[1].tcp.seq, jisn + 1);
+  EXPECT_EQ(f[1].payload, Payload(100, 2));
+  EXPECT_TRUE(f[1].checksum_ok);
+  ASSERT_TRUE(f[1].mp.dss && f[1].mp.dss->mapping);
+  EXPECT_EQ(f[1].mp.dss->mapping->ssn, 1u);
+  EXPECT_EQ(f[1].mp.dss->mapping->dsn, idsn_a_ + 1 + 200);
+  EXPECT_EQ(engine_.counter(Counter::kTxStraddleSplit), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kTxMovedSubflow), 0u);
+  // Now the original join bytes [200,300) (join SSN 1..101) are retransmitted alone: same SSNs.
+  Seen r2 = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  EXPECT_EQ(r2.tuple, w);
+  EXPECT_EQ(r2.tcp.seq, jisn + 1) << "subflow hole at join SSN 1..101 is never filled";
+  // And the initial subflow's bytes stay there too.
+  Seen r3 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r3.tuple, LocalTuple());
+  EXPECT_EQ(r3.tcp.seq, kIsnA + 101);
+}
+
+// Review #1 (b): go-back-N recovery retransmits each lost segment once; staleness is decided by
+// retransmissions of the subflow's own head (its first unacknowledged SSN), not by the number of
+// retransmissions routed there, so a healthy path keeps its segments.
+TEST_F(SubflowTest, ReviewStaleHeuristicMovesHealthyPathsSegments) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  // Three segments on eth0 before the handover, none acknowledged yet.
+  for (int i = 0; i < 3; ++i)
+    (void)Out({.seq = kIsnA + 101 + 100 * static_cast<uint32_t>(i),
+               .ack = kIsnB + 101,
+               .payload = Payload(100, static_cast<uint8_t>(i))});
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  // The local stack's RTO (go-back-N) retransmits them back to back, once each.
+  std::vector<Seen> r;
+  for (int i = 0; i < 3; ++i)
+    r.push_back(Out({.seq = kIsnA + 101 + 100 * static_cast<uint32_t>(i),
+                     .ack = kIsnB + 101,
+                     .payload = Payload(100, static_cast<uint8_t>(i))}));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r[i].tuple, LocalTuple()) << "a first retransmission was moved off a live path";
+    EXPECT_EQ(r[i].tcp.seq, kIsnA + 101 + 100 * static_cast<uint32_t>(i));
+  }
+  EXPECT_EQ(engine_.counter(Counter::kTxStaleSubflow), 0u);
+  EXPECT_EQ(engine_.counter(Counter::kTxMovedSubflow), 0u);
+  // Back to eth0 (make-before-break onto the existing, still usable initial subflow).
+  Actions a;
+  ASSERT_TRUE(engine_
+                  .StartHandover(
+                      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kMakeBeforeBreak, {}}, a)
+                  .ok());
+  Collect(a);
+  TakeForged();
+  Seen n = Out({.seq = kIsnA + 401, .ack = kIsnB + 101, .payload = Payload(100, 9)});
+  EXPECT_EQ(n.tuple, LocalTuple());
+  ASSERT_TRUE(n.mp.dss && n.mp.dss->mapping);
+  EXPECT_EQ(n.mp.dss->mapping->ssn, 401u);  // right after eth0's own bytes: no SSN hole there
+  Seen again = Out({.seq = kIsnA + 301, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  EXPECT_EQ(again.tuple, LocalTuple());
+  EXPECT_EQ(again.tcp.seq, kIsnA + 301);
+  EXPECT_NE(w, LocalTuple());
+}
+
+// A segment over the active subflow's own tail and new data stays one segment there (the
+// queued packet, not forged pieces): its SSNs are contiguous on that subflow.
+TEST_F(SubflowTest, TailPlusNewDataOnActiveIsSentAsItIs) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});  // eth0
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  (void)Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});  // join SSN 1
+  Seen r = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(200, 3)});
+  EXPECT_EQ(r.verdict, Verdict::kAccept);
+  EXPECT_EQ(r.tuple, w);
+  EXPECT_EQ(r.tcp.seq, jisn + 1);
+  EXPECT_EQ(r.payload.size(), 200u);
+  EXPECT_TRUE(TakeForged().empty());
+  EXPECT_EQ(engine_.counter(Counter::kTxStraddleSplit), 0u);
+  Seen n = Out({.seq = kIsnA + 401, .ack = kIsnB + 101, .payload = Payload(100, 4)});
+  EXPECT_EQ(n.tuple, w);
+  EXPECT_EQ(n.tcp.seq, jisn + 201);
+}
+
+// Review #1: a subflow declared stale is retired for good (RST + MP_TCPRST 5, closed, gone):
+// its SSN ranges moved to the active subflow, so it could never deliver in order again.
+TEST_F(SubflowTest, ReviewStaleSubflowIsRetiredForGood) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});  // eth0
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  // eth0's head is retransmitted twice without its subflow ACK moving: still eth0.
+  for (int i = 0; i < 2; ++i) {
+    Seen r = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+    EXPECT_EQ(r.tuple, LocalTuple());
+    EXPECT_EQ(r.tcp.seq, kIsnA + 101);
+  }
+  EXPECT_TRUE(TakeForged().empty());
+  // The third: eth0 is retired and the bytes go to the join at fresh SSNs.
+  Seen r3 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r3.tuple, w);
+  EXPECT_EQ(r3.tcp.seq, jisn + 1);
+  EXPECT_EQ(engine_.counter(Counter::kTxStaleSubflow), 1u);
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].tuple, LocalTuple());
+  EXPECT_TRUE(f[0].tcp.has(tcp_flags::kRst));
+  ASSERT_TRUE(f[0].mp.mp_tcprst);
+  EXPECT_EQ(f[0].mp.mp_tcprst->reason,
+            static_cast<uint8_t>(TcpRstReason::kUnacceptablePerformance));
+  for (const SubflowInfo& i : Subflows()) {
+    if (i.initial) {
+      EXPECT_EQ(i.state, SubflowState::kClosed);
+      EXPECT_FALSE(i.active);
+    }
+  }
+  // Nothing goes to eth0 any more: its bytes stay on the join, where they now live.
+  Seen r4 = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  EXPECT_EQ(r4.tuple, w);
+  EXPECT_EQ(r4.tcp.seq, jisn + 1);
+  // A make-before-break back to eth0 does not reuse the retired subflow.
+  Actions a;
+  (void)engine_.StartHandover(
+      now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kMakeBeforeBreak, {}}, a);
+  Collect(a);
+  for (const Seen& s : TakeForged()) EXPECT_NE(s.tuple, LocalTuple());
+  Seen n = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  EXPECT_NE(n.tuple, LocalTuple());
+}
+
 }  // namespace
 }  // namespace mproxy::mptcp
 
@@ -2286,10 +2443,57 @@ class Simulation {
     if (!eth && !wlan_up) return;
     if (loss_per_mille > 0 && loss_rng_.Below(1000) < loss_per_mille) return;
     (eth ? wire_bytes_eth : wire_bytes_wlan) += p->payload_len;
+    Arrived(*p);
     const bool to_a = p->ip.dst == Eth() || p->ip.dst == Wlan();
     Through(to_a ? a_ : b_, Hook::kPreRouting, std::move(pkt));
   }
 
+  // Review #15: the peer's TCP receiver of every subflow, in order, as the kernel's is: what
+  // arrived on each wire direction (sequence offsets from its SYN). Bytes above a hole that the
+  // sender's subflow never fills mean that subflow can never make progress again (review #1).
+  void Arrived(const TcpPacket& p) {
+    WireRx* rx = nullptr;
+    for (auto& r : rx_) {
+      if (r.tuple == p.tuple()) rx = &r;
+    }
+    if (rx == nullptr) {
+      rx_.emplace_back();
+      rx_.back().tuple = p.tuple();
+      rx = &rx_.back();
+    }
+    if (p.tcp.has(tcp_flags::kRst)) rx->rst = true;
+    if (p.tcp.has(tcp_flags::kSyn)) {
+      rx->isn = p.tcp.seq;
+      rx->have_isn = true;
+      return;
+    }
+    if (!rx->have_isn || p.payload_len == 0) return;
+    const uint64_t b = static_cast<uint32_t>(p.tcp.seq - rx->isn - 1);
+    const uint64_t e = b + p.payload_len;
+    if (b > rx->nxt) {
+      rx->ooo.emplace_back(b, e);
+      std::sort(rx->ooo.begin(), rx->ooo.end());
+      return;
+    }
+    rx->nxt = std::max(rx->nxt, e);
+    while (!rx->ooo.empty() && rx->ooo.front().first <= rx->nxt) {
+      rx->nxt = std::max(rx->nxt, rx->ooo.front().second);
+      rx->ooo.erase(rx->ooo.begin());
+    }
+  }
+
+ public:
+  struct WireRx {
+    FourTuple tuple;  // sender -> receiver
+    bool have_isn = false, rst = false;
+    uint32_t isn = 0;
+    uint64_t nxt = 0;                                // in-order point (RCV.NXT offset)
+    std::vector<std::pair<uint64_t, uint64_t>> ooo;  // arrived above a hole
+  };
+  const std::vector<WireRx>& wire_rx() const { return rx_; }
+
+ private:
+  std::vector<WireRx> rx_;
   Xoshiro256 rng_a_, rng_b_, loss_rng_;
   Engine a_, b_;
   ScriptedTcp stack_a_, stack_b_;
@@ -2298,7 +2502,27 @@ class Simulation {
   int tick_ = 0;
 };
 
+// Review #15: a subflow that is still established at its sender must have no hole left at its
+// receiver: every SSN it was given is sent there again until it arrives (seed §3.3).
+void ExpectNoStuckSubflow(Simulation& s) {
+  for (const auto& rx : s.wire_rx()) {
+    if (rx.ooo.empty() || rx.rst) continue;
+    const bool from_a = rx.tuple.src == Simulation::Eth() || rx.tuple.src == Simulation::Wlan();
+    Engine& e = from_a ? s.a() : s.b();
+    bool live = false;
+    e.ForEachConnection([&](const Connection& c) {
+      e.ForEachSubflow(c, [&](const SubflowInfo& i) {
+        if (i.tuple == rx.tuple && i.state == SubflowState::kEstablished) live = true;
+      });
+    });
+    EXPECT_FALSE(live) << "subflow " << (from_a ? "a->b " : "b->a ") << rx.tuple.sport << "->"
+                       << rx.tuple.dport << " waits at offset " << rx.nxt << " below "
+                       << rx.ooo.front().first << ": a hole its sender never fills";
+  }
+}
+
 void ExpectExact(Simulation& s) {
+  ExpectNoStuckSubflow(s);
   EXPECT_TRUE(s.stack_a().done());
   EXPECT_TRUE(s.stack_b().done());
   EXPECT_TRUE(s.stack_b().received() == s.stack_a().sent())

@@ -94,6 +94,7 @@ struct Subflow {
   uint64_t tx_ssn_next = 0;  // subflow offset after the last byte allocated (SEND table)
   uint64_t tx_san = 0;       // the peer's subflow ACK on it, as an offset
   int retx_no_progress = 0;  // retransmissions routed here since its subflow ACK last moved
+  packet::Time prio_sent{};  // when MP_PRIO backup last went out on it (repeated while data comes)
   std::deque<TxMapping> tx_maps;  // mappings sent on this subflow, not yet DATA_ACKed
   bool sfin_sent = false, sfin_acked = false;
   int sfin_tries = 0;

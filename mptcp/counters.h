@@ -108,6 +108,7 @@ namespace mproxy::mptcp {
   X(kProbeAckTx, "MpProbeAckTx")                 /* keepalive/window probe answered */      \
   X(kRstChallengeAck, "MpRstChallengeAck")       /* RST in window, not exact: ACK, drop */  \
   X(kRstBadSeq, "MpRstBadSeq")                   /* RST out of window: dropped */           \
+  X(kMpPrioRepeated, "MpMpPrioRepeated") /* data kept coming on a backup: MP_PRIO again */  \
   X(kMpPrioTx, "MpMpPrioTx")                                                                \
   X(kMpPrioRx, "MpMpPrioRx")                                                                \
   X(kRemoveAddrTx, "MpRemoveAddrTx")                                                        \

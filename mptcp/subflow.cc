@@ -28,6 +28,8 @@ constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
 // Retransmissions a non-active subflow gets without its subflow ACK moving before the ones after
 // them go to the active subflow (the local stack's RTO backs off: 2 means ~3 RTOs of silence).
 constexpr int kStaleRetransmissions = 2;
+// How often MP_PRIO backup is repeated while data keeps arriving on a subflow we marked backup.
+constexpr std::chrono::milliseconds kPrioRepeat{100};
 
 std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref) {
   const DataSeq wide = packet::Expand32(DataSeq(ref), seq - (isn + 1));
@@ -897,7 +899,6 @@ void Engine::JoinEstablished(Time now, Connection& c, Subflow& sf, packet::Actio
 
 void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* job,
                       packet::Actions& actions) {
-  (void)now;
   MigrateToMulti(c);  // sending moves off the initial subflow: SEND table from now on
   const LocalInterface* from =
       job != nullptr && !job->request.from.empty() ? InterfaceByName(job->request.from) : nullptr;
@@ -928,6 +929,7 @@ void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* j
     for (auto& sf : c.subflows) {
       if (!sf->usable() || !on_from(*sf)) continue;
       sf->backup_local = true;
+      sf->prio_sent = now;
       MpPrio prio;
       prio.backup = true;
       if (ForgeOn(c, *sf, tcp_flags::kAck, SndNxt(*sf), {prio}, actions)) {
@@ -1372,6 +1374,20 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
 
   const std::optional<packet::TimestampsOption> ts = p.options.Timestamps();
   if (ts) sf.ts_recent = ts->tsval;
+
+  // MP_PRIO rides on a pure ACK, which nothing retransmits: if the one that made this subflow a
+  // backup was lost, the peer keeps scheduling new data here at full rate (seen on the real
+  // kernel under load). Data still arriving on a subflow we marked backup gets the MP_PRIO
+  // again, at most every kPrioRepeat (the first repeats cover data that was in flight; Linux
+  // applies a repeated MP_PRIO idempotently, RFC 8684 §3.3.8).
+  if (len > 0 && sf.backup_local && sf.usable() && now - sf.prio_sent >= kPrioRepeat) {
+    sf.prio_sent = now;
+    MpPrio prio;
+    prio.backup = true;
+    if (ForgeOn(c, sf, tcp_flags::kAck, SndNxt(sf), {prio}, actions)) {
+      counters_.Inc(Counter::kMpPrioRepeated);
+    }
+  }
 
   // With several subflows there is no clean fallback to plain TCP (RFC 8684 §3.7, interop §1.8:
   // Linux resets instead): such segments are dropped, counted.

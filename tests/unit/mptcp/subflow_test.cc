@@ -484,6 +484,38 @@ TEST_F(SubflowTest, FourthAckSwitchesWithMpPrio) {
   EXPECT_EQ(sfs[1].state, SubflowState::kEstablished);
 }
 
+TEST_F(SubflowTest, MpPrioBackupIsRepeatedWhileDataKeepsComingOnTheOldSubflow) {
+  // MP_PRIO travels on a pure ACK that nothing retransmits. If the peer keeps sending new data on
+  // the subflow we made a backup, it did not get it: repeat it there, at most every 100 ms.
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  (void)JoinAndHandover();
+  TakeForged();
+  auto prios_on_initial = [&] {
+    size_t n = 0;
+    for (const auto& f : TakeForged()) {
+      if (f.tuple == LocalTuple() && f.mp.mp_prio && f.mp.mp_prio->backup) ++n;
+    }
+    return n;
+  };
+  now_ += std::chrono::milliseconds(150);
+  (void)In({.seq = kIsnB + 101, .ack = kIsnA + 101, .mptcp = {PeerDss(100, {{100, 10}}, 100)},
+            .payload = Payload(10, 1)});
+  EXPECT_EQ(prios_on_initial(), 1u);
+  now_ += std::chrono::milliseconds(50);  // within the repeat interval: not again
+  (void)In({.seq = kIsnB + 111, .ack = kIsnA + 101, .mptcp = {PeerDss(100, {{110, 10}}, 110)},
+            .payload = Payload(10, 2)});
+  EXPECT_EQ(prios_on_initial(), 0u);
+  now_ += std::chrono::milliseconds(100);
+  (void)In({.seq = kIsnB + 121, .ack = kIsnA + 101, .mptcp = {PeerDss(100, {{120, 10}}, 120)},
+            .payload = Payload(10, 3)});
+  EXPECT_EQ(prios_on_initial(), 1u);
+  EXPECT_EQ(engine_.counter(Counter::kMpPrioRepeated), 2u);
+  // Pure ACKs on it (no data) never trigger it.
+  now_ += std::chrono::milliseconds(200);
+  (void)In({.seq = kIsnB + 131, .ack = kIsnA + 101, .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(prios_on_initial(), 0u);
+}
+
 TEST_F(SubflowTest, NewDataMovesOldRetransmissionsStay) {
   ASSERT_NO_FATAL_FAILURE(Establish());
   // Offsets 100..200 go out on eth0 and are not acknowledged before the handover.

@@ -825,55 +825,10 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
   }
 
   // The peer's mapping goes into the RECV table (seed §3.3).
-  if (dss != nullptr && dss->mapping) {
-    const DssMapping& m = *dss->mapping;
-    const DataSeq base(c.remote_idsn + 1);
-    const DataSeq dsn = m.dsn64 ? DataSeq(m.dsn)
-                                : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
-    const int64_t dsn_off = dsn - base;
-    const uint32_t data_bytes = m.data_len - (dss->data_fin ? 1u : 0u);
-    // The relative SSN is 32 bits on the wire; the table is keyed by 64-bit offsets.
-    const uint64_t ssn_off = packet::Expand32(DataSeq(c.rx_ssn_high), m.ssn - 1u).value();
-    if (dsn_off >= 0) {
-      if (dss->data_fin) {
-        const uint64_t fin_at = static_cast<uint64_t>(dsn_off) + data_bytes;
-        if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
-        c.rx_data_fin = fin_at;
-      }
-      if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
-        switch (c.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
-          case InsertResult::kInserted:
-            counters_.Inc(Counter::kMappingRx);
-            if (ssn_off != static_cast<uint64_t>(dsn_off)) c.rx_shifted = true;
-            CapRecvTable(c.recv);
-            break;
-          case InsertResult::kDuplicate: break;
-          case InsertResult::kConflict:
-            // A mapping may not change for bytes already mapped (Linux DSSNotMatching). Passing
-            // the segment could deliver bytes at the wrong place: drop it.
-            counters_.Inc(Counter::kMappingConflict);
-            out.verdict = packet::Verdict::kDrop;
-            return;
-        }
-      }
-      if (c.checksums && len > 0) {
-        if (!m.checksum) {
-          counters_.Inc(Counter::kCsumMissing);
-          out.verdict = packet::Verdict::kDrop;
-          return;
-        }
-        if (seg_off && *seg_off == ssn_off && data_bytes == len) {
-          if (!DssChecksumValid(dsn, m.ssn, m.data_len, *m.checksum,
-                                packet::checksum::Sum(p.payload()))) {
-            counters_.Inc(Counter::kCsumBad);
-            out.verdict = packet::Verdict::kDrop;
-            return;
-          }
-        } else {
-          counters_.Inc(Counter::kCsumUnverified);
-        }
-      }
-    }
+  if (dss != nullptr && dss->mapping &&
+      !TakePeerMapping(c, *dss, p, seg_off, c.rx_ssn_high, c.recv, c.rx_shifted)) {
+    out.verdict = packet::Verdict::kDrop;
+    return;
   }
 
   // The local stack's next expected byte, as far as we know it.
@@ -1023,6 +978,56 @@ void Engine::CapRecvTable(MappingTable& t) {
     t.DropLast();
     counters_.Inc(Counter::kRecvTableFull);
   }
+}
+
+bool Engine::TakePeerMapping(Connection& c, const Dss& dss, const TcpPacket& p,
+                             std::optional<uint64_t> seg_off, uint64_t rx_ssn_high,
+                             MappingTable& recv, bool& rx_shifted) {
+  const uint32_t len = static_cast<uint32_t>(p.payload_len);
+  const DssMapping& m = *dss.mapping;
+  const DataSeq base(c.remote_idsn + 1);
+  const DataSeq dsn = m.dsn64 ? DataSeq(m.dsn)
+                              : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
+  const int64_t dsn_off = dsn - base;
+  if (dsn_off < 0) return true;
+  const uint32_t data_bytes = m.data_len - (dss.data_fin ? 1u : 0u);
+  // The relative SSN is 32 bits on the wire; the table is keyed by 64-bit offsets.
+  const uint64_t ssn_off = packet::Expand32(DataSeq(rx_ssn_high), m.ssn - 1u).value();
+  if (dss.data_fin) {
+    if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
+    c.rx_data_fin = static_cast<uint64_t>(dsn_off) + data_bytes;
+  }
+  if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
+    switch (recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
+      case InsertResult::kInserted:
+        counters_.Inc(Counter::kMappingRx);
+        if (ssn_off != static_cast<uint64_t>(dsn_off)) rx_shifted = true;
+        CapRecvTable(recv);
+        break;
+      case InsertResult::kDuplicate: break;
+      case InsertResult::kConflict:
+        // A mapping may not change for bytes already mapped (Linux DSSNotMatching). Passing the
+        // segment could deliver bytes at the wrong place: drop it.
+        counters_.Inc(Counter::kMappingConflict);
+        return false;
+    }
+  }
+  if (c.checksums && len > 0) {
+    if (!m.checksum) {
+      counters_.Inc(Counter::kCsumMissing);
+      return false;
+    }
+    if (seg_off && *seg_off == ssn_off && data_bytes == len) {
+      if (!DssChecksumValid(dsn, m.ssn, m.data_len, *m.checksum,
+                            packet::checksum::Sum(p.payload()))) {
+        counters_.Inc(Counter::kCsumBad);
+        return false;
+      }
+    } else {
+      counters_.Inc(Counter::kCsumUnverified);
+    }
+  }
+  return true;
 }
 
 bool Engine::LoneDss(const TcpPacket& p, const SegmentOptions& opts) {

@@ -173,6 +173,12 @@ class Engine final : public packet::Engine {
   void InboundEstablished(packet::Time now, Connection& c, packet::TcpPacket& p,
                           const SegmentOptions& opts, packet::PacketOut& out,
                           packet::Actions& actions);
+  // The peer's DSS mapping into a RECV table (seed §3.3; the connection's on one path, the
+  // subflow's with several), its DATA_FIN noted and the DSS checksum checked (RFC 8684 §3.3.1).
+  // False: the segment must be dropped (counted: a conflicting mapping or a bad checksum).
+  bool TakePeerMapping(Connection& c, const Dss& dss, const packet::TcpPacket& p,
+                       std::optional<uint64_t> seg_off, uint64_t rx_ssn_high, MappingTable& recv,
+                       bool& rx_shifted);
   static bool LoneDss(const packet::TcpPacket& p, const SegmentOptions& opts);
   // RECV tables (seed §3.3) hold the peer's mappings until acknowledged; untrusted input must not
   // grow them without bound. A mapping is recorded only for payload of its own segment that it

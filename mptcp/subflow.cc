@@ -1472,53 +1472,10 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     counters_.Inc(Counter::kNoDataAck);
   }
 
-  if (dss != nullptr && dss->mapping) {
-    const DssMapping& m = *dss->mapping;
-    const DataSeq base(c.remote_idsn + 1);
-    const DataSeq dsn = m.dsn64
-                            ? DataSeq(m.dsn)
-                            : packet::Expand32(base + c.rx_dsn_high, static_cast<uint32_t>(m.dsn));
-    const int64_t dsn_off = dsn - base;
-    const uint32_t data_bytes = m.data_len - (dss->data_fin ? 1u : 0u);
-    const uint64_t ssn_off = packet::Expand32(DataSeq(sf.rx_ssn_high), m.ssn - 1u).value();
-    if (dsn_off >= 0) {
-      if (dss->data_fin) {
-        if (!c.rx_data_fin) counters_.Inc(Counter::kDataFinRx);
-        c.rx_data_fin = static_cast<uint64_t>(dsn_off) + data_bytes;
-      }
-      if (data_bytes > 0 && m.ssn > 0 && MappingForSegment(len, seg_off, ssn_off, data_bytes)) {
-        switch (sf.recv.Insert(ssn_off, static_cast<uint64_t>(dsn_off), data_bytes)) {
-          case InsertResult::kInserted:
-            counters_.Inc(Counter::kMappingRx);
-            if (ssn_off != static_cast<uint64_t>(dsn_off)) sf.rx_shifted = true;
-            CapRecvTable(sf.recv);
-            break;
-          case InsertResult::kDuplicate:
-            break;
-          case InsertResult::kConflict:
-            counters_.Inc(Counter::kMappingConflict);
-            out.verdict = packet::Verdict::kDrop;
-            return;
-        }
-      }
-      if (c.checksums && len > 0) {
-        if (!m.checksum) {
-          counters_.Inc(Counter::kCsumMissing);
-          out.verdict = packet::Verdict::kDrop;
-          return;
-        }
-        if (seg_off && *seg_off == ssn_off && data_bytes == len) {
-          if (!DssChecksumValid(dsn, m.ssn, m.data_len, *m.checksum,
-                                packet::checksum::Sum(p.payload()))) {
-            counters_.Inc(Counter::kCsumBad);
-            out.verdict = packet::Verdict::kDrop;
-            return;
-          }
-        } else {
-          counters_.Inc(Counter::kCsumUnverified);
-        }
-      }
-    }
+  if (dss != nullptr && dss->mapping &&
+      !TakePeerMapping(c, *dss, p, seg_off, sf.rx_ssn_high, sf.recv, sf.rx_shifted)) {
+    out.verdict = packet::Verdict::kDrop;
+    return;
   }
 
   // Towards the local stack: the TCP-side tuple (seed §3.2).

@@ -233,6 +233,31 @@ conns = d.get("connections", d) if isinstance(d, dict) else d
 print(len(conns))'
 }
 
+# conn_sum NODE NAME FIELD...: the sum of FIELDs (e.g. bytes_rx bytes_tx) of the daemon's
+# established connection, 0 while there is none (a closed one may still linger for a while).
+conn_sum() {
+  local node=$1 name=$2
+  shift 2
+  proxy_ctl "$node" "$name" -j conn show 2>/dev/null | python3 -c '
+import json, sys
+c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
+print(sum(int(c[0][f]) for f in sys.argv[1:]) if c else 0)' "$@" 2>/dev/null || echo 0
+}
+
+# wait_conn_bytes NODE NAME BYTES: wait (30 s at most) until the established connection carried
+# BYTES (received + sent).
+wait_conn_bytes() {
+  local i
+  for i in $(seq 600); do
+    (($(conn_sum "$1" "$2" bytes_rx bytes_tx) >= $3)) && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# if_bytes NODE IF: bytes received + sent on NODE's interface IF.
+if_bytes() { echo $(($(tb_counter "$1" "$2" rx bytes) + $(tb_counter "$1" "$2" tx bytes))); }
+
 # wait_conns_gone NODE NAME SECONDS: poll until the daemon tracks no connection.
 wait_conns_gone() {
   local i

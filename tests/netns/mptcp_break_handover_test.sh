@@ -22,12 +22,6 @@ SIZE=${MPROXY_TEST_BYTES:-$((64 * 1024 * 1024))}
 proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy closed \
   --interfaces wlan0,eth1
 
-conn_rx() {  # bytes_rx of the established connection (0 while there is none)
-  proxy_ctl mobile mob -j conn show 2>/dev/null | python3 -c '
-import json, sys
-c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
-print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0
-}
 
 for sack in 1 0; do
   name=$([[ $sack == 1 ]] && echo sack || echo nosack)
@@ -37,7 +31,7 @@ for sack in 1 0; do
   # --no-fin: Linux refuses joins once the other side half-closed the connection.
   peer_client mobile "c_$name" --connect "$TB_SERVER4" --send $((256 * 1024)) --no-fin &
   client=$!
-  for _ in $(seq 600); do (($(conn_rx) >= SIZE / 4)) && break; sleep 0.05; done
+  for _ in $(seq 600); do (($(conn_sum mobile mob bytes_rx) >= SIZE / 4)) && break; sleep 0.05; done
   tb_link mobile wlan0 down
   out=$(proxy_ctl mobile mob handover wlan0 eth1 --break 2>&1)
   rc=$?

@@ -21,24 +21,6 @@ SIZE=${MPROXY_TEST_BYTES:-$((96 * 1024 * 1024))}
 proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy closed \
   --interfaces wlan0,eth1
 
-# bytes_rx + bytes_tx of the daemon's established connection (0 while there is none; the previous
-# phase's connection may still linger closed).
-conn_bytes() {
-  proxy_ctl mobile mob -j conn show 2>/dev/null | python3 -c '
-import json, sys
-c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
-print(c[0]["bytes_rx"] + c[0]["bytes_tx"] if c else 0)' 2>/dev/null || echo 0
-}
-wait_bytes() {  # wait until the connection carried $1 bytes
-  local i
-  for i in $(seq 600); do
-    (($(conn_bytes) >= $1)) && return 0
-    sleep 0.05
-  done
-  return 1
-}
-# ifbytes IF: bytes received + sent on the mobile host's IF.
-ifbytes() { echo $(($(tb_counter mobile "$1" rx bytes) + $(tb_counter mobile "$1" tx bytes))); }
 
 for dir in down up; do
   counter_snapshot server
@@ -53,15 +35,15 @@ for dir in down up; do
   peer_server server s_$dir --proto mptcp "${srv_args[@]}"
   peer_client mobile c_$dir --connect "$TB_SERVER4" "${cli_args[@]}" &
   client=$!
-  wait_bytes $((16 * 1024 * 1024)) || tb_fail "$dir: the transfer did not start"
-  w0=$(ifbytes wlan0) e0=$(ifbytes eth1)
+  wait_conn_bytes mobile mob $((16 * 1024 * 1024)) || tb_fail "$dir: the transfer did not start"
+  w0=$(if_bytes mobile wlan0) e0=$(if_bytes mobile eth1)
   out=$(proxy_ctl mobile mob handover wlan0 eth1 2>&1)
   rc=$?
   if [[ $rc == 0 ]]; then tb_pass "$dir: handover wlan0 -> eth1 completed: $out"
   else tb_fail "$dir: handover wlan0 -> eth1 (exit $rc): $out"; fi
   proxy_ctl mobile mob conn show | sed 's/^/    /' >&2
   sleep 1.5
-  w1=$(ifbytes wlan0) e1=$(ifbytes eth1)
+  w1=$(if_bytes mobile wlan0) e1=$(if_bytes mobile eth1)
   out=$(proxy_ctl mobile mob handover eth1 wlan0 2>&1)
   rc=$?
   if [[ $rc == 0 ]]; then tb_pass "$dir: handover eth1 -> wlan0 completed: $out"

@@ -20,21 +20,6 @@ proxy_start_or_finish mobile mob --engine mptcp --ports 5201 --fail-policy close
   --interfaces wlan0,eth1
 proxy_start_or_finish server srv --engine mptcp --ports 5201 --fail-policy closed
 
-conn_bytes() {
-  proxy_ctl mobile mob -j conn show 2>/dev/null | python3 -c '
-import json, sys
-c = [c for c in json.load(sys.stdin).get("connections", []) if c["state"] == "established"]
-print(c[0]["bytes_rx"] + c[0]["bytes_tx"] if c else 0)' 2>/dev/null || echo 0
-}
-wait_bytes() {
-  local i
-  for i in $(seq 600); do
-    (($(conn_bytes) >= $1)) && return 0
-    sleep 0.05
-  done
-  return 1
-}
-ifbytes() { echo $(($(tb_counter mobile "$1" rx bytes) + $(tb_counter mobile "$1" tx bytes))); }
 pcount() { proxy_counter "$1" "$2" "$3"; }
 
 for dir in down up; do
@@ -48,14 +33,14 @@ for dir in down up; do
   peer_server server s_$dir --proto tcp "${srv_args[@]}"
   peer_client mobile c_$dir --proto tcp --connect "$TB_SERVER4" "${cli_args[@]}" &
   client=$!
-  wait_bytes $((16 * 1024 * 1024)) || tb_fail "$dir: the transfer did not start"
-  w0=$(ifbytes wlan0) e0=$(ifbytes eth1)
+  wait_conn_bytes mobile mob $((16 * 1024 * 1024)) || tb_fail "$dir: the transfer did not start"
+  w0=$(if_bytes mobile wlan0) e0=$(if_bytes mobile eth1)
   out=$(proxy_ctl mobile mob handover wlan0 eth1 2>&1)
   rc=$?
   if [[ $rc == 0 ]]; then tb_pass "$dir: handover wlan0 -> eth1 completed: $out"
   else tb_fail "$dir: handover wlan0 -> eth1 (exit $rc): $out"; fi
   sleep 1.5
-  w1=$(ifbytes wlan0) e1=$(ifbytes eth1)
+  w1=$(if_bytes mobile wlan0) e1=$(if_bytes mobile eth1)
   out=$(proxy_ctl mobile mob handover eth1 wlan0 2>&1)
   rc=$?
   if [[ $rc == 0 ]]; then tb_pass "$dir: handover eth1 -> wlan0 completed: $out"

@@ -6,6 +6,7 @@
 
 #include "mptcp/crypto.h"
 #include "mptcp/options.h"
+#include "mptcp/stream_offsets.h"
 #include "packet/checksum.h"
 
 namespace mproxy::mptcp {
@@ -31,27 +32,6 @@ std::string_view Name(ConnState s) {
 std::string_view Name(Role r) { return r == Role::kActive ? "active" : "passive"; }
 
 namespace {
-
-constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
-
-// Offset of the 32-bit wire number `seq` in a stream whose first byte has number isn + 1,
-// widened to 64 bits near `ref` (a recent offset of the same stream). nullopt for positions
-// before the first byte (the SYN itself, or a keepalive probe right after the handshake).
-std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref) {
-  const DataSeq wide = packet::Expand32(DataSeq(ref), seq - (isn + 1));
-  if (static_cast<int64_t>(wide.value()) < 0) return std::nullopt;
-  return wide.value();
-}
-
-uint32_t WireOf(uint32_t isn, uint64_t off) { return isn + 1 + static_cast<uint32_t>(off); }
-
-// Appends an MPTCP option (kind 30) to a TCP option list; false if it does not fit in 40 bytes.
-bool AddMptcp(packet::TcpOptionList& opts, const Option& o) {
-  std::array<uint8_t, 40> buf{};
-  packet::ByteWriter w(buf);
-  if (!Emit(o, w) || w.offset() < 2) return false;
-  return opts.AddRaw(kMptcpOptionKind, packet::Bytes(buf).subspan(2, w.offset() - 2));
-}
 
 SegmentOptions ParseMptcp(const TcpPacket& p) {
   SegmentOptionsBuilder b(SegmentFlags{p.tcp.has(tcp_flags::kSyn), p.tcp.has(tcp_flags::kAck),

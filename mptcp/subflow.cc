@@ -10,6 +10,7 @@
 #include "mptcp/crypto.h"
 #include "mptcp/engine.h"
 #include "mptcp/options.h"
+#include "mptcp/stream_offsets.h"
 #include "packet/checksum.h"
 
 namespace mproxy::mptcp {
@@ -24,27 +25,11 @@ namespace tcp_opt = packet::tcp_opt;
 
 namespace {
 
-constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
 // Retransmissions a non-active subflow gets without its subflow ACK moving before the ones after
 // them go to the active subflow (the local stack's RTO backs off: 2 means ~3 RTOs of silence).
 constexpr int kStaleRetransmissions = 2;
 // How often MP_PRIO backup is repeated while data keeps arriving on a subflow we marked backup.
 constexpr std::chrono::milliseconds kPrioRepeat{100};
-
-std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref) {
-  const DataSeq wide = packet::Expand32(DataSeq(ref), seq - (isn + 1));
-  if (static_cast<int64_t>(wide.value()) < 0) return std::nullopt;
-  return wide.value();
-}
-
-uint32_t WireOf(uint32_t isn, uint64_t off) { return isn + 1 + static_cast<uint32_t>(off); }
-
-bool AddMptcp(packet::TcpOptionList& opts, const Option& o) {
-  std::array<uint8_t, 40> buf{};
-  packet::ByteWriter w(buf);
-  if (!Emit(o, w) || w.offset() < 2) return false;
-  return opts.AddRaw(kMptcpOptionKind, packet::Bytes(buf).subspan(2, w.offset() - 2));
-}
 
 // The next sequence number we send on `sf` (our FIN, once forged, took one).
 uint32_t SndNxt(const Subflow& sf) {

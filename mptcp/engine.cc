@@ -827,19 +827,12 @@ void Engine::InboundEstablished(Time now, Connection& c, TcpPacket& p, const Seg
 
   // Data: SSN -> DSN through the RECV table -> TSN (seed §3.3).
   if (len > 0) {
-    const MapEntry* e = seg_off ? c.recv.Find(*seg_off) : nullptr;
-    if (e == nullptr) {
-      if (!(seg_off && *seg_off + len <= c.rx_san)) counters_.Inc(Counter::kNoMapping);
-      // (Entirely below what we acknowledged: a spurious retransmission the local stack has.)
+    const std::optional<uint64_t> mapped = MapToTsn(c.recv, seg_off, len, c.rx_san);
+    if (!mapped) {
       out.verdict = packet::Verdict::kDrop;
       return;
     }
-    if (*seg_off + len > e->src_end()) {
-      counters_.Inc(Counter::kSpansMappings);
-      out.verdict = packet::Verdict::kDrop;
-      return;
-    }
-    const uint64_t tsn_off = e->dst + (*seg_off - e->src);
+    const uint64_t tsn_off = *mapped;
     p.tcp.seq = WireOf(c.rx_isn, tsn_off);
     c.rx_ssn_high = std::max(c.rx_ssn_high, *seg_off + len);
     if (tsn_off + len > c.rx_dsn_high) {
@@ -958,6 +951,21 @@ void Engine::CapRecvTable(MappingTable& t) {
     t.DropLast();
     counters_.Inc(Counter::kRecvTableFull);
   }
+}
+
+std::optional<uint64_t> Engine::MapToTsn(const MappingTable& recv, std::optional<uint64_t> seg_off,
+                                         uint32_t len, uint64_t rx_san) {
+  const MapEntry* e = seg_off ? recv.Find(*seg_off) : nullptr;
+  if (e == nullptr) {
+    // (Entirely below what we acknowledged: a spurious retransmission the local stack has.)
+    if (!(seg_off && *seg_off + len <= rx_san)) counters_.Inc(Counter::kNoMapping);
+    return std::nullopt;
+  }
+  if (*seg_off + len > e->src_end()) {
+    counters_.Inc(Counter::kSpansMappings);
+    return std::nullopt;
+  }
+  return e->dst + (*seg_off - e->src);
 }
 
 bool Engine::TakePeerMapping(Connection& c, const Dss& dss, const TcpPacket& p,

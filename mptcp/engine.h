@@ -176,6 +176,10 @@ class Engine final : public packet::Engine {
   // The peer's DSS mapping into a RECV table (seed §3.3; the connection's on one path, the
   // subflow's with several), its DATA_FIN noted and the DSS checksum checked (RFC 8684 §3.3.1).
   // False: the segment must be dropped (counted: a conflicting mapping or a bad checksum).
+  // The TSN offset a data segment at SSN offset `seg_off` maps to through `recv` (seed §3.3);
+  // nullopt (counted) when no mapping covers its first byte or it spans two mappings.
+  std::optional<uint64_t> MapToTsn(const MappingTable& recv, std::optional<uint64_t> seg_off,
+                                   uint32_t len, uint64_t rx_san);
   bool TakePeerMapping(Connection& c, const Dss& dss, const packet::TcpPacket& p,
                        std::optional<uint64_t> seg_off, uint64_t rx_ssn_high, MappingTable& recv,
                        bool& rx_shifted);

@@ -1506,18 +1506,12 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
   }
   if (len > 0) {
-    const MapEntry* e = seg_off ? sf.recv.Find(*seg_off) : nullptr;
-    if (e == nullptr) {
-      if (!(seg_off && *seg_off + len <= sf.rx_san)) counters_.Inc(Counter::kNoMapping);
+    const std::optional<uint64_t> mapped = MapToTsn(sf.recv, seg_off, len, sf.rx_san);
+    if (!mapped) {
       out.verdict = packet::Verdict::kDrop;
       return;
     }
-    if (*seg_off + len > e->src_end()) {
-      counters_.Inc(Counter::kSpansMappings);
-      out.verdict = packet::Verdict::kDrop;
-      return;
-    }
-    const uint64_t tsn_off = e->dst + (*seg_off - e->src);
+    const uint64_t tsn_off = *mapped;
     p.tcp.seq = WireOf(c.rx_isn, tsn_off);
     sf.rx_ssn_high = std::max(sf.rx_ssn_high, *seg_off + len);
     if (!NoteReceived(sf, *seg_off, *seg_off + len)) counters_.Inc(Counter::kRxOutOfOrder);

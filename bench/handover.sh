@@ -4,17 +4,27 @@
 # added 30 ms to both paths; here the delay line on the router's egress towards the mobile host).
 #
 #   bench/handover.sh [BYTES]        (root; builds nothing: run scripts/setup.sh first)
+#   MPROXY_BENCH_CASES="mbb flip" bench/handover.sh     (only these of: seed_mbb seed_pp_mbb mbb
+#                                                        pp_mbb flip bbm_sack bbm_nosack)
+#   MPROXY_BENCH_PCAP=1 bench/handover.sh               (also header captures of the wire, $OUT/*.pcap)
+#   MPROXY_BENCH_RATE=50mbit, MPROXY_BENCH_SEED_BYTES=N (the bottleneck rate, the seed cases' size)
 #
-# Prints, each against a baseline from the same run:
-#   make-before-break  the longest gap between two received chunks within 1 s of the handover,
-#                      next to the longest gap in the same transfer away from it and the path RTT
+# Two settings: first as in the seed's trials (delay line only, no rate limit; a big download so
+# that the handover happens mid-transfer), then with a 100 Mbit/s rate limiter (tbf, 50 ms queue)
+# on each path. Cases (pp_* = PROXY <-> PROXY, a plain server behind mproxyd; else the server is
+# native Linux MPTCP):
+#   make-before-break  (seed_mbb, seed_pp_mbb, mbb, pp_mbb) the longest gap between two received
+#                      chunks within 1 s of the handover, next to the longest gap in the same
+#                      transfer away from it and the path RTT idle and loaded
 #                      (target: no gap beyond one RTT + 10 ms)
-#   break-before-make  wlan0 goes down, `mproxyctl handover wlan0 eth1 --break` right after:
-#                      time from the link going down to the next received byte, with and without
-#                      SACK (the seed reports ~250 ms with SACK and ~4.4 s without), and the
-#                      longest gap around it
+#   break-before-make  (bbm_sack, bbm_nosack) wlan0 goes down, `mproxyctl handover wlan0 eth1
+#                      --break` right after: time from the link going down to the next received
+#                      byte, with and without SACK (the seed reports ~250 ms with SACK and ~4.4 s
+#                      without), and the longest gap around it
 #   flip               `handover wlan0 eth1` then at once `handover eth1 wlan0 --break`: the
 #                      transfer must survive (it used to stall), longest gap around it
+# Each case also prints the sender's retransmitted segments and the rate limiter's drops: a gap
+# of one loaded RTT is a loss repaired by the sender.
 # and leaves the received-bytes-versus-time traces (CSV, plottable) in $MPROXY_BENCH_OUT
 # (default /tmp/mproxy-handover-bench).
 set -u
@@ -27,16 +37,13 @@ BYTES=${1:-$((48 * 1024 * 1024))}
 OUT=${MPROXY_BENCH_OUT:-/tmp/mproxy-handover-bench}
 mkdir -p "$OUT"
 DELAY_MS=30
-RATE=100mbit
+RATE=${MPROXY_BENCH_RATE:-100mbit}
+SEED_BYTES=${MPROXY_BENCH_SEED_BYTES:-$((768 * 1024 * 1024))}
 
 tb_create
 mptcp_sysctl server
 tb_exec server ip mptcp limits set subflows 2 add_addr_accepted 2
-for i in wlan0 eth1; do
-  tb_rate mobile "$i" "$RATE"
-  tb_rate router "r-$i" "$RATE"
-  tb_delay router "r-$i" "$DELAY_MS"
-done
+for i in wlan0 eth1; do tb_delay router "r-$i" "$DELAY_MS"; done
 RTT_MS=$(tb_ping_stats mobile "$TB_SERVER4" -c 5 -i 0.2 | awk '{print $3}')
 
 # gaps TRACE T0: "longest gap within 1 s of T0 (ms)  longest gap elsewhere (ms)".
@@ -66,11 +73,49 @@ print("%.0f" % ((after[0] - t0) * 1000) if after else "none")
 EOF
 }
 
-run() {  # run NAME MODE: one download with a handover after 1/3 of it; prints its figures
-  local name=$1 mode=$2 t0 rc
+# snmp NODE GROUP NAME: absolute /proc/net/{snmp,netstat} counter of the node's namespace.
+snmp() {
+  tb_exec "$1" cat /proc/net/snmp /proc/net/netstat | awk -v g="$2:" -v want="$3" '
+    $1 == g && !(g in hdr) { for (i = 2; i <= NF; i++) name[i] = $i; hdr[g] = 1; next }
+    $1 == g { for (i = 2; i <= NF; i++) if (name[i] == want) { print $i; found = 1 } }
+    END { if (!found) print 0 }'
+}
+# drops NODE IF: packets the qdisc (tbf: the bottleneck) dropped so far.
+drops() {
+  tb_exec "$1" tc -s qdisc show dev "$2" | awk '/dropped/ { sub(",", "", $7); print $7; exit }'
+}
+# Where the time goes: a gap of one loaded RTT is a lost segment repaired by the sender.
+losses() {
+  echo "server retransmitted $(($(snmp server Tcp RetransSegs) - $1)) segments;" \
+    "bottleneck drops wlan0 $(($(drops router r-wlan0) - $2)) eth1 $(($(drops router r-eth1) - $3))"
+}
+
+run() {  # run NAME MODE [BYTES]: one download with a handover after 1/3 of it; prints its figures
+  local name=$1 mode=$2 t0 rc srtt
+  local BYTES=${3:-$BYTES}
+  [[ " ${MPROXY_BENCH_CASES:-$name} " == *" $name "* ]] || return 0
+  local retx0 dw0 de0
+  retx0=$(snmp server Tcp RetransSegs) dw0=$(drops router r-wlan0) de0=$(drops router r-eth1)
   proxy_start mobile hb --engine mptcp --ports 5201 --fail-policy closed --interfaces wlan0,eth1 \
     >/dev/null || return 1
-  peer_server server "s_$name" --proto mptcp --send "$BYTES"
+  local proto=mptcp
+  if [[ $name == *pp_* ]]; then
+    # PROXY <-> PROXY: a plain server behind mproxyd, one congestion control end to end.
+    proxy_start server hs --engine mptcp --ports 5201 --fail-policy closed >/dev/null || return 1
+    proto=tcp
+  fi
+  local caps=()
+  if [[ -n ${MPROXY_BENCH_PCAP:-} ]]; then
+    # Headers only, on the wire side of both hosts: $OUT/NAME.{server,wlan0,eth1}.pcap.
+    tb_bg server "$OUT/$name.server.tcpdump.log" tcpdump -i eth0 -s 128 -w "$OUT/$name.server.pcap" tcp
+    caps+=("$TB_BG_PID")
+    for i in wlan0 eth1; do
+      tb_bg mobile "$OUT/$name.$i.tcpdump.log" tcpdump -i "$i" -s 128 -w "$OUT/$name.$i.pcap" tcp
+      caps+=("$TB_BG_PID")
+    done
+    sleep 0.5
+  fi
+  peer_server server "s_$name" --proto "$proto" --send "$BYTES"
   # --no-fin: Linux refuses joins once the peer half-closed, so the client keeps its side open.
   tb_exec mobile python3 "$PEER" client --connect "$TB_SERVER4" --send 0 --no-fin \
     --trace "$OUT/$name.csv" >"$TB_DIR/c_$name.json" &
@@ -80,6 +125,9 @@ run() {  # run NAME MODE: one download with a handover after 1/3 of it; prints i
 import json, sys
 c = json.load(sys.stdin).get("connections", [])
 print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sleep 0.05; done
+  # The path RTT the connection sees (its standing queue included), from the sender's subflow.
+  srtt=$(tb_exec server ss -Htni state established "( sport = :5201 )" |
+    grep -o ' rtt:[0-9.]*' | head -1 | cut -d: -f2)
   t0=$(date +%s.%N)
   if [[ $mode == break ]]; then
     tb_link mobile wlan0 down
@@ -94,13 +142,21 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
   rc=$?
   wait "$client"
   peer_wait "s_$name" 300
+  local p
+  for p in "${caps[@]}"; do tb_stop "$p"; done
+  proxy_ctl mobile hb stats >"$OUT/$name.mobile-stats.txt" 2>&1
+  [[ $name == *pp_* ]] && proxy_ctl server hs stats >"$OUT/$name.server-stats.txt" 2>&1
   proxy_stop hb >/dev/null
+  [[ $name == *pp_* ]] && proxy_stop hs >/dev/null
   [[ $mode == break ]] && tb_link mobile wlan0 up
-  if ! check_transfer "c_$name" "s_$name" 1 server >/dev/null 2>&1; then
-    echo "$name: TRANSFER BROKEN ($(check_transfer "c_$name" "s_$name" 1 server 2>&1 | head -1))"
+  local native=server
+  [[ $name == *pp_* ]] && native=""
+  if ! check_transfer "c_$name" "s_$name" 1 $native >/dev/null 2>&1; then
+    echo "$name: TRANSFER BROKEN ($(check_transfer "c_$name" "s_$name" 1 $native 2>&1 | head -1))"
     return 1
   fi
   [[ $rc == 0 ]] || echo "$name: mproxyctl handover exited $rc: $(cat "$TB_DIR/h_$name.txt")"
+  echo "$name: $(losses "$retx0" "$dw0" "$de0")"
   if [[ $mode == break ]]; then
     # The first byte after T0 is often one already in flight; the longest gap around T0 is the
     # stall the break actually caused.
@@ -115,12 +171,25 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
   else
     read -r near far < <(gaps "$OUT/$name.csv.0" "$t0")
     echo "$name: longest gap around the handover $near ms; elsewhere in the transfer $far ms;" \
-      "path RTT $RTT_MS ms (target <= RTT + 10 ms) (mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
+      "path RTT $RTT_MS ms idle, ${srtt:-?} ms loaded (sender's srtt before the handover)" \
+      "(target <= RTT + 10 ms) (mproxyctl: $(tr '\n' ' ' <"$TB_DIR/h_$name.txt"))"
   fi
 }
 
+# As in the seed's trials (§5.3): the delay line only, no rate limiter, so nothing but the
+# handover itself can open a gap.
+echo "mproxy handover bench: ${DELAY_MS} ms delay line, no rate limit, $((SEED_BYTES >> 20)) MiB download"
+run seed_mbb make "$SEED_BYTES"
+run seed_pp_mbb make "$SEED_BYTES"
+# With a bottleneck: the rate limiter's queue (tbf, 50 ms) is where a sender's bursts and slow
+# starts lose packets; a loss costs one loaded RTT.
+for i in wlan0 eth1; do
+  tb_rate mobile "$i" "$RATE"
+  tb_rate router "r-$i" "$RATE"
+done
 echo "mproxy handover bench: ${DELAY_MS} ms delay line and $RATE on each path, $((BYTES >> 20)) MiB download"
 run mbb make
+run pp_mbb make
 run flip flip
 run bbm_sack break
 for n in mobile server; do tb_exec "$n" sysctl -qw net.ipv4.tcp_sack=0; done

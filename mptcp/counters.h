@@ -137,6 +137,7 @@ namespace mproxy::mptcp {
   X(kRxDupAckTx, "MpRxDupAckTx")                 /* ACK answering an old retransmission */ \
   X(kSackTx, "MpSackTx")                         /* subflow SACK blocks sent */           \
   X(kSackRoom, "MpSackRoom")                     /* SACK blocks left out: no option room */ \
+  X(kSackProjected, "MpSackProjected") /* peer's subflow SACK -> local stack, via SEND table */ \
   X(kAddAddrRx, "MpAddAddrRx")                   /* peer's ADD_ADDR, HMAC valid: echoed */ \
   X(kAddAddrBadHmac, "MpAddAddrBadHmac")         /* peer's ADD_ADDR, HMAC wrong: ignored */ \
   X(kAddAddrEchoTx, "MpAddAddrEchoTx")                                                      \

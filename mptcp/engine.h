@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "mptcp/ack_projection.h"
 #include "mptcp/connection.h"
 #include "mptcp/counters.h"
 #include "mptcp/options.h"
@@ -302,12 +303,16 @@ class Engine final : public packet::Engine {
   [[nodiscard]] std::optional<packet::Time> SubflowDue(const Connection& c) const;
   void ArmSubflow(Connection& c, Subflow& sf, packet::Time when);
   void MaybeCloseMulti(packet::Time now, Connection& c);
+  // The peer's SACK blocks on `sf` (SSN space) replaced by TSN blocks for the local stack; true
+  // when there were any to report.
+  bool ProjectPeerSack(const Connection& c, const Subflow& sf, packet::TcpPacket& p);
   bool FitOption(packet::TcpPacket& p, Option& opt);
   [[nodiscard]] SubflowInfo InfoOf(const Connection& c, const Subflow& sf) const;
 
   EngineConfig config_;
   packet::Rng& rng_;
   CounterSet<Counter, kCounterNames> counters_;
+  AckProjector projector_;  // scratch for ProjectPeerSack (no allocation per ACK)
   ConnMap conns_;  // keyed by the local -> remote 4-tuple
   std::unordered_set<uint32_t> local_tokens_;
   std::set<std::pair<packet::Time, Connection*>> timers_;

@@ -1618,9 +1618,11 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     }
   }
   p.options.RemoveAll(tcp_opt::kMptcp);
-  if (p.options.RemoveAll(tcp_opt::kSack) > 0) counters_.Inc(Counter::kSackStripped);
+  const bool sack_news = ProjectPeerSack(c, sf, p);
 
-  const bool no_news = len == 0 && !deliver_fin && !ack_advanced;
+  // A duplicate ACK that brings SACK blocks is news: it is how the local stack learns of a loss
+  // on this subflow (fast retransmit instead of an RTO), whichever subflow it came on.
+  const bool no_news = len == 0 && !deliver_fin && !ack_advanced && !sack_news;
   if (sfin_only && !ack_advanced) {
     if (sf.rx_sfin &&
         ((c.rx_data_fin && c.rx_dan > *c.rx_data_fin) || sf.state != SubflowState::kEstablished)) {
@@ -1675,6 +1677,54 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
     (void)SetTimestamps(p.options, {tsval, ts->tsecr});
   }
   Emit(p, out);
+}
+
+bool Engine::ProjectPeerSack(const Connection& c, const Subflow& sf, TcpPacket& p) {
+  std::array<packet::SackBlock, 4> wire{};
+  const size_t n = p.options.SackBlocks(wire);
+  if (n == 0) return false;
+  p.options.RemoveAll(tcp_opt::kSack);
+  // The peer's SACK blocks speak about this subflow's SSN space; the local stack (our sender)
+  // knows only TSNs. Seed §3.5: project them through the SEND table restricted to this subflow
+  // (tag = subflow id): a TSN is reported only if the bytes this subflow carried for it arrived.
+  // The subflow's cumulative ACK is deliberately not a block here (window 0): after a
+  // make-before-break the new subflow's data overtakes the old one's queue, and reporting it
+  // would make the local stack's RACK declare the old path's in-flight data lost (spurious
+  // retransmissions); the DATA_ACK already carries the cumulative part (seed §3.4).
+  const bool local_sack = c.local_sack && c.peer_sack;
+  if (local_sack && p.tcp.has(tcp_flags::kAck)) {
+    AckInfo in;
+    in.cum = sf.tx_san;
+    for (size_t i = 0; i < n; ++i) {
+      const auto l = OffsetOf(wire[i].left, sf.tx_isn, sf.tx_san);
+      const auto r = OffsetOf(wire[i].right, sf.tx_isn, sf.tx_san);
+      if (l && r && *r > *l) in.AddSack(Interval{*l, *r});
+    }
+    const uint64_t tcp_ack = c.tx_acked;
+    AckProjectionOptions opt;
+    opt.window = 0;
+    opt.max_sack_blocks = p.options.Timestamps() ? 3 : 4;
+    const ProjectedAck out =
+        projector_.Project(c.send, ProjectionDirection::kDstToSrc, sf.id, in, tcp_ack, opt);
+    std::array<packet::SackBlock, 4> blocks{};
+    size_t m = 0;
+    for (const Interval& b : out.ack.sack_blocks()) {
+      blocks[m++] = packet::SackBlock{WireOf(c.tx_isn, b.begin), WireOf(c.tx_isn, b.end)};
+    }
+    // Blocks reaching down to the DATA_ACK extend the projected cumulative ACK; the TCP ACK stays
+    // the DATA_ACK (what the peer acknowledged at data level), the rest is reported as a block.
+    if (out.advanced && m < opt.max_sack_blocks) {
+      blocks[m++] =
+          packet::SackBlock{WireOf(c.tx_isn, tcp_ack), WireOf(c.tx_isn, out.ack.cum)};
+    }
+    while (m > 0 && !p.options.AddSack(std::span<const packet::SackBlock>(blocks.data(), m))) --m;
+    if (m > 0) {
+      counters_.Inc(Counter::kSackProjected);
+      return true;
+    }
+  }
+  counters_.Inc(Counter::kSackStripped);
+  return false;
 }
 
 void Engine::MaybeCloseMulti(Time now, Connection& c) {

@@ -107,6 +107,15 @@ mptcp_counter() {
     END { if (!found) print 0 }'
 }
 
+# tcp_ext NODE NAME: absolute TcpExt<NAME> of the node's namespace (the plain TCP stack's view:
+# TCPSackRecovery, TCPTimeouts, ...).
+tcp_ext() {
+  tb_exec "$1" cat /proc/net/netstat | awk -v want="$2" '
+    $1 == "TcpExt:" && !hdr { for (i = 2; i <= NF; i++) name[i] = $i; hdr = 1; next }
+    $1 == "TcpExt:" && hdr  { for (i = 2; i <= NF; i++) if (name[i] == want) { print $i; found = 1 } }
+    END { if (!found) print 0 }'
+}
+
 # mptcp_assert_zero NODE [EXCEPT...]: every counter of the assert-zero set is 0.
 mptcp_assert_zero() {
   local node=$1

@@ -39,7 +39,21 @@ for dir in down up; do
   rc=$?
   if [[ $rc == 0 ]]; then tb_pass "$dir: handover wlan0 -> eth1 completed: $out"
   else tb_fail "$dir: handover wlan0 -> eth1 (exit $rc): $out"; fi
+  # Loss on the new path while it carries the transfer: the receiver's engine SACKs the holes on
+  # the join (SSN space), the sender's engine must hand them to its plain TCP sender as TSN blocks
+  # (seed §3.5), which then recovers by SACK instead of waiting for RTOs.
+  if [[ $dir == down ]]; then snode=server sname=srv lossif=r-eth1
+  else snode=mobile sname=mob lossif=r-srv; fi
+  sr0=$(tcp_ext "$snode" TCPSackRecovery) sp0=$(pcount "$snode" "$sname" MpSackProjected)
+  tb_loss router "$lossif" 0.5
   sleep 1.5
+  tb_loss router "$lossif" 0
+  sr=$(($(tcp_ext "$snode" TCPSackRecovery) - sr0)) sp=$(($(pcount "$snode" "$sname" MpSackProjected) - sp0))
+  if ((sr >= 1 && sp >= 1)); then
+    tb_pass "$dir: losses on the join recovered by SACK (sender TCPSackRecovery +$sr, MpSackProjected +$sp)"
+  else
+    tb_fail "$dir: sender TCPSackRecovery +$sr, MpSackProjected +$sp during loss on the join (want >= 1 each)"
+  fi
   w1=$(if_bytes mobile wlan0) e1=$(if_bytes mobile eth1)
   out=$(proxy_ctl mobile mob handover eth1 wlan0 2>&1)
   rc=$?

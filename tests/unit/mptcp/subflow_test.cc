@@ -987,6 +987,61 @@ TEST_F(SubflowTest, DuplicateAcksAndSackGoToTheSubflowWithTheHole) {
   EXPECT_TRUE(old_acked);
 }
 
+// The local stack is the sender: the peer's SACK blocks on a subflow (its SSN space) reach the
+// local stack as TSN blocks through the SEND table (seed §3.5), or the stack never fast-retransmits
+// a loss on a join and waits for its RTO (measured: 0.5 s stalls in PROXY <-> PROXY handovers).
+TEST_F(SubflowTest, PeerSackOnAJoinIsProjectedToTheLocalStack) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  // Stream offsets 100..700 go out on the join as three segments: SSN offsets 0..600.
+  for (uint32_t off = 100; off < 700; off += 200) {
+    Seen d = Out({.seq = kIsnA + 1 + off,
+                  .ack = kIsnB + 101,
+                  .ts = TimestampsOption{1010, 5010},
+                  .payload = Payload(200, 4)});
+    ASSERT_EQ(d.tuple, w);
+  }
+  // The first one is lost: the peer's duplicate subflow ACK SACKs SSN 200..600 (wire +1) and
+  // carries a D-SACK-like block below its cumulative ACK, which must not be forwarded.
+  // (No timestamps on this one: two blocks and the DSS fill the option space.)
+  Seen a = In(w, {.seq = kIsnJ + 1,
+                  .ack = jisn + 1,
+                  .sack = {{jisn - 99, jisn + 1}, {jisn + 201, jisn + 601}},
+                  .mptcp = {PeerDss(100)}});
+  ASSERT_EQ(a.verdict, Verdict::kAccept);  // a duplicate ACK, but one with news
+  EXPECT_EQ(a.tuple, LocalTuple().Reversed());
+  EXPECT_EQ(a.tcp.ack, kIsnA + 101);
+  EXPECT_TRUE(a.checksum_ok);
+  std::array<SackBlock, 4> b{};
+  ASSERT_EQ(a.options.SackBlocks(b), 1u);
+  EXPECT_EQ(b[0].left, kIsnA + 1 + 300);
+  EXPECT_EQ(b[0].right, kIsnA + 1 + 700);
+  EXPECT_EQ(engine_.counter(Counter::kSackProjected), 1u);
+  // The same SSNs SACKed on the initial subflow mean nothing there (it carried none of them):
+  // stripped, and the empty duplicate ACK from a non-active subflow is consumed as before.
+  Seen o = In({.seq = kIsnB + 101,
+               .ack = kIsnA + 101,
+               .ts = TimestampsOption{5060, 1010},
+               .sack = {{kIsnA + 201, kIsnA + 601}},
+               .mptcp = {PeerDss(100)}});
+  EXPECT_EQ(o.verdict, Verdict::kDrop);
+  EXPECT_EQ(engine_.counter(Counter::kSackProjected), 1u);
+  EXPECT_GE(engine_.counter(Counter::kSackStripped), 1u);
+  // Once the retransmission fills the hole the cumulative ACK covers everything: no blocks.
+  Seen r = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(200, 4)});
+  ASSERT_EQ(r.tuple, w);
+  EXPECT_EQ(r.tcp.seq, jisn + 1);  // same subflow, same SSNs (seed §3.2)
+  Seen c = In(w, {.seq = kIsnJ + 1,
+                  .ack = jisn + 601,
+                  .ts = TimestampsOption{90060, 1010},
+                  .mptcp = {PeerDss(700)}});
+  ASSERT_EQ(c.verdict, Verdict::kAccept);
+  EXPECT_EQ(c.tcp.ack, kIsnA + 701);
+  EXPECT_EQ(c.options.SackBlocks(b), 0u);
+}
+
 // `handover eth0 wlan0`, then `handover wlan0 eth0 --break` while wlan0 still works: what the peer
 // had already sent on the join still reaches the local stack (its mapping is known), instead of
 // being dropped until the peer reinjects it.

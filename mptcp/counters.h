@@ -118,6 +118,7 @@ namespace mproxy::mptcp {
   X(kNoSubflow, "MpNoSubflow")                   /* no usable subflow: outbound dropped */  \
   X(kTxSameSubflow, "MpTxSameSubflow")           /* retransmission on its first subflow */  \
   X(kTxMovedSubflow, "MpTxMovedSubflow")         /* retransmission at fresh SSN space */    \
+  X(kTxGapReserved, "MpTxGapReserved")  /* out-of-order local segment: SSNs kept for the gap */ \
   X(kTxStaleSubflow, "MpTxStaleSubflow")         /* head unacked: subflow retired */        \
   X(kTxStraddleSplit, "MpTxStraddleSplit")       /* retx sent piecewise on its subflows */  \
   X(kTsOffsetAdjusted, "MpTsOffsetAdjusted")     /* tsval kept monotonic for the stack */   \

@@ -28,6 +28,9 @@ namespace {
 // Retransmissions a non-active subflow gets without its subflow ACK moving before the ones after
 // them go to the active subflow (the local stack's RTO backs off: 2 means ~3 RTOs of silence).
 constexpr int kStaleRetransmissions = 2;
+// A local segment further ahead than this is not given reserved SSN space for the bytes before
+// it (seed §3.3): the local stack never has more than its send window in flight.
+constexpr uint64_t kMaxReservedGap = uint64_t{16} << 20;
 // How often MP_PRIO backup is repeated while data keeps arriving on a subflow we marked backup.
 constexpr std::chrono::milliseconds kPrioRepeat{100};
 
@@ -1192,6 +1195,18 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
       // one (a new mapping for the same DSNs).
       sf = c.active;
       ssn = sf->tx_ssn_next;
+      if (off > c.tx_high && off - c.tx_high <= kMaxReservedGap) {
+        // Seed §3.3: a segment that overtook earlier local data (e.g. one lost before our hook)
+        // gets the SSNs it would have had; the gap keeps its SSN space on this subflow (a SEND
+        // entry for bytes not seen yet), so the late bytes land there, and the mapping stays
+        // monotonous instead of the Figure 5 curve the ACK translation has to untangle.
+        const uint64_t gap = off - c.tx_high;
+        if (c.send.Insert(c.tx_high, ssn, gap, sf->id) != InsertResult::kConflict) {
+          ssn += gap;
+          sf->tx_ssn_next += gap;
+          counters_.Inc(Counter::kTxGapReserved);
+        }
+      }
       if (c.send.Insert(off, ssn, len, sf->id) == InsertResult::kConflict) {
         c.send.Assign(off, ssn, len, sf->id);
       }

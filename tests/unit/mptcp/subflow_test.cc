@@ -987,6 +987,36 @@ TEST_F(SubflowTest, DuplicateAcksAndSackGoToTheSubflowWithTheHole) {
   EXPECT_TRUE(old_acked);
 }
 
+// Seed §3.3: a local segment that overtakes earlier data (the earlier one lost before our hook)
+// gets the SSNs it would have had; the late bytes fill the reserved space on the same subflow.
+TEST_F(SubflowTest, OutOfOrderLocalSegmentsKeepTheMappingMonotonous) {
+  ASSERT_NO_FATAL_FAILURE(Establish());
+  const FourTuple w = JoinAndHandover();
+  TakeForged();
+  const uint32_t jisn = join_syn_.tcp.seq;
+  Seen a = Out({.seq = kIsnA + 101, .ack = kIsnB + 101, .payload = Payload(100, 1)});
+  ASSERT_EQ(a.tuple, w);
+  EXPECT_EQ(a.tcp.seq, jisn + 1);
+  // Offsets 300..400 before 200..300.
+  Seen c = Out({.seq = kIsnA + 301, .ack = kIsnB + 101, .payload = Payload(100, 3)});
+  ASSERT_EQ(c.tuple, w);
+  EXPECT_EQ(c.tcp.seq, jisn + 201);
+  ASSERT_TRUE(c.mp.dss && c.mp.dss->mapping);
+  EXPECT_EQ(c.mp.dss->mapping->ssn, 201u);
+  EXPECT_EQ(c.mp.dss->mapping->dsn, idsn_a_ + 1 + 300);
+  EXPECT_EQ(engine_.counter(Counter::kTxGapReserved), 1u);
+  Seen b = Out({.seq = kIsnA + 201, .ack = kIsnB + 101, .payload = Payload(100, 2)});
+  ASSERT_EQ(b.tuple, w);
+  EXPECT_EQ(b.tcp.seq, jisn + 101);
+  ASSERT_TRUE(b.mp.dss && b.mp.dss->mapping);
+  EXPECT_EQ(b.mp.dss->mapping->ssn, 101u);
+  EXPECT_EQ(b.mp.dss->mapping->dsn, idsn_a_ + 1 + 200);
+  // Then new data continues after the highest: SSN 300.
+  Seen d = Out({.seq = kIsnA + 401, .ack = kIsnB + 101, .payload = Payload(100, 4)});
+  EXPECT_EQ(d.tcp.seq, jisn + 301);
+  EXPECT_EQ(engine_.counter(Counter::kTxMovedSubflow), 0u);
+}
+
 // The local stack is the sender: the peer's SACK blocks on a subflow (its SSN space) reach the
 // local stack as TSN blocks through the SEND table (seed §3.5), or the stack never fast-retransmits
 // a loss on a join and waits for its RTO (measured: 0.5 s stalls in PROXY <-> PROXY handovers).

@@ -23,6 +23,9 @@
 #                      without), and the longest gap around it
 #   flip               `handover wlan0 eth1` then at once `handover eth1 wlan0 --break`: the
 #                      transfer must survive (it used to stall), longest gap around it
+#   overlap_mbb        (only when named in MPROXY_BENCH_CASES) `subflow add eth1` as a regular
+#                      subflow, OVERLAP_MS (300) later the handover: the new subflow's slow start
+#                      happens beside the old path instead of after it
 # Each case also prints the sender's retransmitted segments and the rate limiter's drops: a gap
 # of one loaded RTT is a loss repaired by the sender.
 # and leaves the received-bytes-versus-time traces (CSV, plottable) in $MPROXY_BENCH_OUT
@@ -136,6 +139,15 @@ print(c[0]["bytes_rx"] if c else 0)' 2>/dev/null || echo 0) < BYTES / 3)); do sl
     # Make-before-break to eth1, then at once break-before-make back (eth1 still works).
     proxy_ctl mobile hb handover wlan0 eth1 >"$TB_DIR/h_$name.txt" 2>&1 &&
       proxy_ctl mobile hb handover eth1 wlan0 --break >>"$TB_DIR/h_$name.txt" 2>&1
+  elif [[ $mode == overlap ]]; then
+    # Both subflows regular for OVERLAP_MS before wlan0 becomes the backup (an experiment: does a
+    # head start for the new subflow's congestion window shorten the gap?).
+    local tok
+    tok=$(proxy_ctl mobile hb -j conn show | python3 -c '
+import json, sys; print(json.load(sys.stdin)["connections"][0]["local_token"])')
+    proxy_ctl mobile hb subflow add eth1 --conn "$tok" >"$TB_DIR/h_$name.txt" 2>&1
+    sleep "$(awk -v m="${OVERLAP_MS:-300}" 'BEGIN { print m / 1000 }')"
+    proxy_ctl mobile hb handover wlan0 eth1 >>"$TB_DIR/h_$name.txt" 2>&1
   else
     proxy_ctl mobile hb handover wlan0 eth1 >"$TB_DIR/h_$name.txt" 2>&1
   fi
@@ -190,6 +202,7 @@ done
 echo "mproxy handover bench: ${DELAY_MS} ms delay line and $RATE on each path, $((BYTES >> 20)) MiB download"
 run mbb make
 run pp_mbb make
+[[ " ${MPROXY_BENCH_CASES:-} " == *" overlap_mbb "* ]] && run overlap_mbb overlap
 run flip flip
 run bbm_sack break
 for n in mobile server; do tb_exec "$n" sysctl -qw net.ipv4.tcp_sack=0; done

@@ -1705,7 +1705,10 @@ bool Engine::ProjectPeerSack(const Connection& c, const Subflow& sf, TcpPacket& 
   // The subflow's cumulative ACK is deliberately not a block here (window 0): after a
   // make-before-break the new subflow's data overtakes the old one's queue, and reporting it
   // would make the local stack's RACK declare the old path's in-flight data lost (spurious
-  // retransmissions); the DATA_ACK already carries the cumulative part (seed §3.4).
+  // retransmissions); the DATA_ACK already carries the cumulative part (seed §3.4). Measured
+  // (bench/handover.sh pp_mbb, 5 runs each): with the cumulative block the sender retransmitted
+  // 3400-6200 segments per run and the new path's limiter dropped 98-226 packets; without it
+  // 640-1260 and 13-45.
   const bool local_sack = c.local_sack && c.peer_sack;
   if (local_sack && p.tcp.has(tcp_flags::kAck)) {
     AckInfo in;

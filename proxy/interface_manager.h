@@ -40,6 +40,9 @@ class InterfaceManager {
   Result<bool> Refresh();
   // Learns again and re-syncs whether or not a notification arrived.
   Result<bool> Resync();
+  // Reads every pending notification without acting on it; returns how many there were. The
+  // daemon drains at each wake-up and calls Resync() at most once per refresh interval.
+  size_t DrainNotifications() { return netlink_->DrainMonitor(); }
   Result<void> Stop();
 
   [[nodiscard]] int monitor_fd() const { return netlink_->monitor_fd(); }

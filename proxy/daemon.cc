@@ -271,8 +271,10 @@ void Daemon::PushInterfaces() {
 }
 
 size_t Daemon::DrainInterfaceNotifications() {
+  const uint64_t own_before = interfaces_->own_notifications();
   const size_t n = interfaces_->DrainNotifications();
   counters_.Inc(DaemonCounter::kInterfaceNotifications, n);
+  counters_.Inc(DaemonCounter::kInterfaceOwnEchoes, interfaces_->own_notifications() - own_before);
   return n;
 }
 

@@ -52,9 +52,11 @@ enum class DaemonCounter : size_t {
   kFlushErrors,      // FlushVerdicts errors (the loop continues)
   kInterfaceSyncs,   // interface/routing refreshes run (full re-read and re-sync) and succeeded
   kInterfaceErrors,  // refreshes that failed (logged; retried at the next notification)
-  kInterfaceNotifications,  // rtnetlink notifications received (a lost batch counts as one)
+  kInterfaceNotifications,  // rtnetlink notifications received (a lost batch counts as one),
+                            // the echoes of our own route changes excepted
   kInterfaceCoalesced,      // notifications folded into a refresh another one scheduled
   kInterfaceForced,         // refreshes run early because a control command came in
+  kInterfaceOwnEchoes,      // notifications of our own routing changes (not refreshed for)
   kCount
 };
 inline constexpr std::array<std::string_view, static_cast<size_t>(DaemonCounter::kCount)>
@@ -63,7 +65,8 @@ inline constexpr std::array<std::string_view, static_cast<size_t>(DaemonCounter:
                         "DaemonTimerFires",         "DaemonReceiveErrors",
                         "DaemonFlushErrors",        "DaemonInterfaceSyncs",
                         "DaemonInterfaceErrors",    "DaemonInterfaceNotifications",
-                        "DaemonInterfaceCoalesced", "DaemonInterfaceForced"};
+                        "DaemonInterfaceCoalesced", "DaemonInterfaceForced",
+                        "DaemonInterfaceOwnEchoes"};
 using DaemonCounters = CounterSet<DaemonCounter, kDaemonCounterNames>;
 
 struct DaemonConfig {

@@ -603,6 +603,7 @@ TEST_F(DaemonTest, AnInterfaceChangeIsAppliedWithinTheRefreshInterval) {
   EXPECT_LE(pushed[2].first - refreshed, config_.interface_refresh_interval);
   EXPECT_TRUE(pushed[2].second[1].addresses.empty());
   EXPECT_EQ(c.Get(DaemonCounter::kInterfaceCoalesced), 0u);
+  daemon_.reset();  // before `k` goes: the daemon's stop removes its routing through it
 }
 
 // Review #12: `mproxyctl handover` right after a link went down must see it down, even while the
@@ -653,6 +654,45 @@ TEST_F(DaemonTest, AControlCommandSeesAPendingInterfaceChange) {
   clock_.now += 1s;
   Pump();
   EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 3u);
+  daemon_.reset();
+}
+
+// Review #12: the route changes a refresh applies come back as notifications; they cost no
+// second refresh. A route change anywhere else (the main table) still does.
+TEST_F(DaemonTest, OurOwnRoutingChangesAreNotRefreshedFor) {
+  FakeKernel k;
+  MobileHost(k);
+  k.echo_route_changes = true;
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  ASSERT_TRUE(daemon_->Start().ok());
+  const auto& c = daemon_->counters();
+  Pump();  // the echoes of what Start() installed
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceOwnEchoes), 7u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 0u);
+
+  clock_.now += 1s;
+  k.links[2].flags &= ~0x10000u;  // eth1 loses its carrier: its 4 routes of ours go
+  k.Notify();
+  ASSERT_TRUE(daemon_->RunOnce(0).ok());
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_FALSE(k.notifications.empty());  // the deletions' echoes
+  clock_.now += 1s;
+  Pump();
+  EXPECT_TRUE(k.notifications.empty());
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceOwnEchoes), 11u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceNotifications), 1u);
+
+  // The main table's default route through wlan0 changes: that one is followed.
+  k.routes[0].priority = 50;
+  k.Notify(rtnl::BuildRouteRequest(rtnl::Op::kAdd, k.routes[0], 0));
+  Pump();
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 2u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceNotifications), 2u);
+  bool copied = false;
+  for (const auto& r : k.routes) copied = copied || (r.table == 19792 && r.priority == 50);
+  EXPECT_TRUE(copied);
+  daemon_.reset();
 }
 
 TEST_F(DaemonTest, MissingInterfaceFailsStartAndRemovesTheIptablesRules) {

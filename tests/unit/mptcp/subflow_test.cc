@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <utility>
 
 #include "mptcp/crypto.h"
 #include "mptcp/engine.h"
@@ -2653,12 +2654,16 @@ TEST(SubflowSimulation, MakeBeforeBreakHandoverMidTransfer) {
 using Downed = Simulation::Downed;
 constexpr std::array kDownedWays{Downed::kEmptied, Downed::kRemoved};
 const char* Name(Downed how) { return how == Downed::kEmptied ? "emptied" : "removed"; }
+constexpr std::array kHandoverVariants{std::pair{HandoverMode::kMakeBeforeBreak, Downed::kEmptied},
+                                       std::pair{HandoverMode::kBreakBeforeMake, Downed::kEmptied},
+                                       std::pair{HandoverMode::kBreakBeforeMake, Downed::kRemoved}};
 
 TEST(SubflowSimulation, CloseAfterHandoverFreesBothEngines) {
   for (uint64_t seed : {30, 31, 32}) {
-    for (auto [mode, how] : {std::pair{HandoverMode::kMakeBeforeBreak, Downed::kEmptied},
-                             std::pair{HandoverMode::kBreakBeforeMake, Downed::kEmptied},
-                             std::pair{HandoverMode::kBreakBeforeMake, Downed::kRemoved}}) {
+    for (const auto& variant : kHandoverVariants) {
+      // (Not a structured binding: clang 14 cannot capture one in the lambdas below.)
+      const HandoverMode mode = variant.first;
+      const Downed how = variant.second;
       Simulation s(seed);
       s.loss_per_mille = seed == 30 ? 0 : 10;
       s.stack_a().CloseWhenDone();
@@ -2790,9 +2795,10 @@ TEST(SubflowSimulation, RepeatedBreakBeforeMakeHandovers) {
 
 TEST(SubflowSimulation, HandoverUnderLoss) {
   for (uint64_t seed = 6; seed < 26; ++seed) {
-    for (auto [mode, how] : {std::pair{HandoverMode::kMakeBeforeBreak, Downed::kEmptied},
-                             std::pair{HandoverMode::kBreakBeforeMake, Downed::kEmptied},
-                             std::pair{HandoverMode::kBreakBeforeMake, Downed::kRemoved}}) {
+    for (const auto& variant : kHandoverVariants) {
+      // (Not a structured binding: clang 14 cannot capture one in the lambdas below.)
+      const HandoverMode mode = variant.first;
+      const Downed how = variant.second;
       Simulation s(seed);
       s.loss_per_mille = 20;
       std::optional<uint64_t> id;

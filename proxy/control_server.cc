@@ -28,6 +28,7 @@ cli::Response CommandRegistry::Dispatch(const cli::Request& request) const {
   }
   const nlohmann::json args = request.args.is_object() ? request.args : nlohmann::json::object();
   try {
+    if (before_dispatch_) before_dispatch_();
     return it->second.handler(args);
   } catch (const std::exception& e) {
     // The control boundary: a handler bug must not take the data path down with it.

@@ -42,6 +42,9 @@ class CommandRegistry {
   // Names are words joined by single spaces ("conn show"). Returns false if the name is taken.
   bool Register(std::string name, std::string help, CommandHandler handler);
   [[nodiscard]] cli::Response Dispatch(const cli::Request& request) const;
+  // Runs before every dispatched command (the daemon applies a pending interface change there,
+  // so a command never acts on interface state older than the notifications already received).
+  void SetBeforeDispatch(std::function<void()> hook) { before_dispatch_ = std::move(hook); }
   // name -> help, sorted by name.
   [[nodiscard]] std::vector<std::pair<std::string, std::string>> List() const;
 
@@ -51,6 +54,7 @@ class CommandRegistry {
     CommandHandler handler;
   };
   std::map<std::string, Entry, std::less<>> commands_;
+  std::function<void()> before_dispatch_;
 };
 
 enum class ControlCounter : size_t {

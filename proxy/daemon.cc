@@ -171,6 +171,7 @@ Result<void> Daemon::StartSteps() {
         return r;
       }
     }
+    commands_.SetBeforeDispatch([this] { RefreshInterfacesIfPending(); });
     PushInterfaces();
   }
   ArmTimer();
@@ -269,8 +270,49 @@ void Daemon::PushInterfaces() {
   if (engine_context_.set_interfaces) engine_context_.set_interfaces(std::move(list));
 }
 
+size_t Daemon::DrainInterfaceNotifications() {
+  const uint64_t own_before = interfaces_->own_notifications();
+  const size_t n = interfaces_->DrainNotifications();
+  counters_.Inc(DaemonCounter::kInterfaceNotifications, n);
+  counters_.Inc(DaemonCounter::kInterfaceOwnEchoes, interfaces_->own_notifications() - own_before);
+  return n;
+}
+
 void Daemon::OnInterfaceEvent() {
-  auto changed = interfaces_->Refresh();
+  // Everything pending is read at once (one wake-up, however many notifications); the refresh
+  // itself is rate-limited to one per interface_refresh_interval.
+  const size_t n = DrainInterfaceNotifications();
+  if (n == 0) return;
+  if (interface_due_) {  // a refresh is scheduled already: these ride along
+    counters_.Inc(DaemonCounter::kInterfaceCoalesced, n);
+    return;
+  }
+  counters_.Inc(DaemonCounter::kInterfaceCoalesced, n - 1);
+  const packet::Time now = clock_->Now();
+  const auto interval = config_.interface_refresh_interval;
+  if (!interface_last_refresh_ || now - *interface_last_refresh_ >= interval) {
+    RefreshInterfaces(now);  // after a quiet interval: at once
+    return;
+  }
+  interface_due_ = *interface_last_refresh_ + interval;
+  ArmTimer();
+}
+
+void Daemon::RefreshInterfacesIfPending() {
+  if (!interfaces_) return;
+  // A notification may be unread still: the control socket's event can come first in a wake-up.
+  const size_t n = DrainInterfaceNotifications();
+  if (n == 0 && !interface_due_) return;
+  if (n > 0) counters_.Inc(DaemonCounter::kInterfaceCoalesced, interface_due_ ? n : n - 1);
+  counters_.Inc(DaemonCounter::kInterfaceForced);
+  RefreshInterfaces(clock_->Now());
+  ArmTimer();
+}
+
+void Daemon::RefreshInterfaces(packet::Time now) {
+  interface_due_.reset();
+  interface_last_refresh_ = now;
+  auto changed = interfaces_->Resync();
   if (!changed) {
     counters_.Inc(DaemonCounter::kInterfaceErrors);
     static RateLimited limit(std::chrono::seconds(1));
@@ -292,7 +334,14 @@ void Daemon::ProcessTimer() {
     engine_->OnTimer(now, actions_);
     SendForged();
   }
+  if (interface_due_ && *interface_due_ <= now) RefreshInterfaces(now);
   ArmTimer();
+}
+
+std::optional<packet::Time> Daemon::NextDeadline() const {
+  auto next = engine_->NextTimeout();
+  if (interface_due_ && (!next || *interface_due_ < *next)) next = interface_due_;
+  return next;
 }
 
 void Daemon::SendForged() {
@@ -311,7 +360,7 @@ void Daemon::SendForged() {
 
 void Daemon::ArmTimer() {
   if (!timer_fd_.valid()) return;
-  const auto next = engine_->NextTimeout();
+  const auto next = NextDeadline();
   if (next == timer_armed_at_) return;  // the common case: no syscall per batch
   itimerspec spec{};
   if (next) {
@@ -360,6 +409,9 @@ Result<void> Daemon::Stop() {
     queue_.reset();
   }
   if (interfaces_) {
+    commands_.SetBeforeDispatch(nullptr);
+    interface_due_.reset();
+    interface_last_refresh_.reset();
     if (loop_ && interfaces_->monitor_fd() >= 0) loop_->Remove(interfaces_->monitor_fd());
     if (auto r = interfaces_->Stop(); !r) {
       MPROXY_LOG(kError) << "removing policy routing: " << r.error().message;

@@ -5,6 +5,11 @@
 //   FlushVerdicts (one sendmsg, pitfall 5) → forged packets out through the raw sender →
 //   re-arm the timerfd at engine->NextTimeout().
 //
+//   rtnetlink monitor readable → drain every pending notification → refresh the interfaces at
+//   once after a quiet interval, else once when interface_refresh_interval has passed (the same
+//   timerfd, armed at the earlier of the two deadlines). A control command first applies a
+//   refresh that is pending, so it never acts on interface state older than what was notified.
+//
 // Lifecycle (Start):  control socket (refuse if another daemon answers) → NFQUEUE bind (refuse if
 // the queue is taken) → RemoveStale rules → Install rules → managed interfaces (learn, sweep our
 // stale policy routing, install it; the engine gets the interfaces) → loop.
@@ -45,14 +50,23 @@ enum class DaemonCounter : size_t {
   kTimerFires,       // engine timer callbacks
   kReceiveErrors,    // ReceiveBatch errors (the loop continues)
   kFlushErrors,      // FlushVerdicts errors (the loop continues)
-  kInterfaceSyncs,   // interface/routing re-syncs after rtnetlink notifications
-  kInterfaceErrors,  // re-syncs that failed (logged; retried at the next notification)
+  kInterfaceSyncs,   // interface/routing refreshes run (full re-read and re-sync) and succeeded
+  kInterfaceErrors,  // refreshes that failed (logged; retried at the next notification)
+  kInterfaceNotifications,  // rtnetlink notifications received (a lost batch counts as one),
+                            // the echoes of our own route changes excepted
+  kInterfaceCoalesced,      // notifications folded into a refresh another one scheduled
+  kInterfaceForced,         // refreshes run early because a control command came in
+  kInterfaceOwnEchoes,      // notifications of our own routing changes (not refreshed for)
   kCount
 };
 inline constexpr std::array<std::string_view, static_cast<size_t>(DaemonCounter::kCount)>
-    kDaemonCounterNames{"DaemonEnginePackets", "DaemonBypassedEngine", "DaemonForgedSent",
-                        "DaemonForgedFailed",  "DaemonTimerFires",     "DaemonReceiveErrors",
-                        "DaemonFlushErrors",   "DaemonInterfaceSyncs", "DaemonInterfaceErrors"};
+    kDaemonCounterNames{"DaemonEnginePackets",      "DaemonBypassedEngine",
+                        "DaemonForgedSent",         "DaemonForgedFailed",
+                        "DaemonTimerFires",         "DaemonReceiveErrors",
+                        "DaemonFlushErrors",        "DaemonInterfaceSyncs",
+                        "DaemonInterfaceErrors",    "DaemonInterfaceNotifications",
+                        "DaemonInterfaceCoalesced", "DaemonInterfaceForced",
+                        "DaemonInterfaceOwnEchoes"};
 using DaemonCounters = CounterSet<DaemonCounter, kDaemonCounterNames>;
 
 struct DaemonConfig {
@@ -64,6 +78,12 @@ struct DaemonConfig {
   bool handle_signals = true;
   // Upper bound on the batches drained from the queue at stop, after the rules are gone.
   int drain_batches = 256;
+  // At most one interface refresh (links, addresses, routes and rules dumped, policy routing
+  // re-synced) per this interval, however many rtnetlink notifications arrive: a burst (a
+  // flapping link, route churn) must not keep the packet path waiting behind repeated dumps.
+  // The first notification after a quiet interval is refreshed at once; the rest of a burst
+  // in one refresh when the interval has passed. Zero: a refresh at every wake-up.
+  std::chrono::milliseconds interface_refresh_interval{20};
   // Free-form facts shown by `mproxyctl status` (ports, fail policy, ...).
   nlohmann::json status_extra = nlohmann::json::object();
 };
@@ -128,6 +148,14 @@ class Daemon {
   void SendForged();
   void RegisterBuiltinCommands();
   void OnInterfaceEvent();
+  // Reads the pending notifications; returns how many there were (counted).
+  size_t DrainInterfaceNotifications();
+  void RefreshInterfaces(packet::Time now);
+  // Before a control command: a change already notified (pending or still unread) is applied
+  // now, so `handover` right after a link went down sees the link down.
+  void RefreshInterfacesIfPending();
+  // The timerfd's deadline: the engine's, or a pending interface refresh if that is earlier.
+  [[nodiscard]] std::optional<packet::Time> NextDeadline() const;
   void PushInterfaces();
 
   DaemonConfig config_;
@@ -146,6 +174,8 @@ class Daemon {
   UniqueFd timer_fd_;
   UniqueFd signal_fd_;
   std::optional<packet::Time> timer_armed_at_;  // deadline the timerfd is armed for
+  std::optional<packet::Time> interface_due_;   // a deferred interface refresh runs then
+  std::optional<packet::Time> interface_last_refresh_;
 
   packet::PacketOut out_;
   packet::Actions actions_;

@@ -191,8 +191,21 @@ Result<void> InterfaceManager::Start() {
   return {};
 }
 
+bool InterfaceManager::Relevant(packet::Bytes notification) {
+  const uint16_t type = rtnl::MessageType(notification);
+  if (type != RTM_NEWROUTE && type != RTM_DELROUTE) return true;
+  const auto r = rtnl::ParseRoute(notification);
+  if (!r || !IsOurRoute(options_.routing, *r)) return true;
+  ++own_notifications_;
+  return false;
+}
+
+size_t InterfaceManager::DrainNotifications() {
+  return netlink_->DrainMonitor([this](packet::Bytes m) { return Relevant(m); });
+}
+
 Result<bool> InterfaceManager::Refresh() {
-  if (netlink_->DrainMonitor() == 0) return false;
+  if (DrainNotifications() == 0) return false;
   return Resync();
 }
 

@@ -40,6 +40,14 @@ class InterfaceManager {
   Result<bool> Refresh();
   // Learns again and re-syncs whether or not a notification arrived.
   Result<bool> Resync();
+  // Reads every pending notification without acting on it; returns how many there were that
+  // matter. The daemon drains at each wake-up and calls Resync() at most once per refresh
+  // interval. Route changes in our own tables are not counted: they are the echo of what a
+  // re-sync applied (or the kernel flushing them with their interface, which comes with a link
+  // or address notification of its own); re-reading everything for them finds nothing to do.
+  size_t DrainNotifications();
+  // Notifications dropped as our own routing changes' echo.
+  [[nodiscard]] uint64_t own_notifications() const { return own_notifications_; }
   Result<void> Stop();
 
   [[nodiscard]] int monitor_fd() const { return netlink_->monitor_fd(); }
@@ -59,12 +67,14 @@ class InterfaceManager {
   Result<void> DumpRouting(std::vector<rtnl::Route>& all_routes, RoutingPlan& ours);
   Result<void> Apply(const RoutingDiff& diff, bool strict);
   Result<void> RemoveOurs(int* removed);
+  [[nodiscard]] bool Relevant(packet::Bytes notification);
 
   InterfaceManagerOptions options_;
   std::unique_ptr<RouteNetlink> netlink_;
   std::vector<InterfaceState> states_;
   uint32_t seq_ = 0;
   int stale_removed_ = 0;
+  uint64_t own_notifications_ = 0;
   bool routing_installed_ = false;
   // The difference applied by the previous re-sync. Our own changes come back as notifications
   // and trigger another re-sync; if the kernel stored a route differently from how we compare it,

@@ -51,7 +51,7 @@ MnlRouteNetlink::~MnlRouteNetlink() {
 
 int MnlRouteNetlink::monitor_fd() const { return mon_ != nullptr ? mnl_socket_get_fd(mon_) : -1; }
 
-size_t MnlRouteNetlink::DrainMonitor() {
+size_t MnlRouteNetlink::DrainMonitor(const NotificationFilter& relevant) {
   size_t n = 0;
   for (;;) {
     const ssize_t len = mnl_socket_recvfrom(mon_, buf_.data(), buf_.size());
@@ -64,7 +64,10 @@ size_t MnlRouteNetlink::DrainMonitor() {
       }
       return n;  // EAGAIN: drained
     }
-    n += rtnl::SplitMessages(packet::Bytes(buf_.data(), static_cast<size_t>(len))).size();
+    for (packet::Bytes m :
+         rtnl::SplitMessages(packet::Bytes(buf_.data(), static_cast<size_t>(len)))) {
+      if (!relevant || relevant(m)) ++n;
+    }
   }
 }
 
@@ -114,9 +117,9 @@ Result<std::vector<std::vector<uint8_t>>> MnlRouteNetlink::Dump(
     if (auto r = Exchange(request, true, &out, &interrupted); !r) return r.error();
     if (!interrupted) return out;
     if (attempt == kAttempts) {
-      return MakeError("rtnetlink dump: interrupted by changes " + std::to_string(kAttempts) +
-                           " times in a row",
-                       EINTR);
+      return MakeError(
+          "rtnetlink dump: interrupted by changes " + std::to_string(kAttempts) + " times in a row",
+          EINTR);
     }
   }
 }

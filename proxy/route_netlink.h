@@ -6,12 +6,17 @@
 #include <libmnl/libmnl.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
+#include "packet/bytes.h"
 #include "packet/result.h"
 
 namespace mproxy::proxy {
+
+// Which notifications count (DrainMonitor); the others are read and dropped. Empty: all count.
+using NotificationFilter = std::function<bool(packet::Bytes message)>;
 
 class RouteNetlink {
  public:
@@ -24,9 +29,10 @@ class RouteNetlink {
   virtual Result<void> Change(const std::vector<uint8_t>& request) = 0;
   // Readable when link/address/route notifications are pending; -1 when there is none.
   [[nodiscard]] virtual int monitor_fd() const = 0;
-  // Reads every pending notification without blocking and returns how many there were. A lost
-  // batch (ENOBUFS) counts as one: the caller re-reads the whole state anyway.
-  virtual size_t DrainMonitor() = 0;
+  // Reads every pending notification without blocking and returns how many there were that
+  // `relevant` accepts. A lost batch (ENOBUFS) counts as one: the caller re-reads the whole state
+  // anyway.
+  virtual size_t DrainMonitor(const NotificationFilter& relevant) = 0;
 };
 
 // The real one: two NETLINK_ROUTE sockets, one for requests (blocking, answered in order) and one
@@ -43,7 +49,7 @@ class MnlRouteNetlink final : public RouteNetlink {
   Result<std::vector<std::vector<uint8_t>>> Dump(const std::vector<uint8_t>& request) override;
   Result<void> Change(const std::vector<uint8_t>& request) override;
   [[nodiscard]] int monitor_fd() const override;
-  size_t DrainMonitor() override;
+  size_t DrainMonitor(const NotificationFilter& relevant) override;
 
  private:
   MnlRouteNetlink() = default;

@@ -495,6 +495,7 @@ TEST_F(DaemonTest, AFailedInterfaceResyncIsCountedAndTheLoopGoesOn) {
   EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceErrors), 1u);
   k.dump_error = 0;
   k.addrs.push_back({3, Ip("198.18.2.3"), 24, 0, 0x80});
+  clock_.now += config_.interface_refresh_interval;  // past the refresh interval: at once
   k.Notify();
   Pump();
   EXPECT_EQ(daemon_->counters().Get(DaemonCounter::kInterfaceSyncs), 1u);
@@ -504,6 +505,194 @@ TEST_F(DaemonTest, AFailedInterfaceResyncIsCountedAndTheLoopGoesOn) {
   EXPECT_EQ(stats->data["daemon"]["DaemonInterfaceErrors"], 1);
   daemon_.reset();  // before `k` goes: the daemon's stop removes its routing through it
   EXPECT_EQ(OurRules(k), 0u);
+}
+
+// Review #12: a burst of rtnetlink notifications (a flapping link, route churn) costs one or two
+// refreshes, not one full dump of links, addresses, routes and rules per notification.
+TEST_F(DaemonTest, ABurstOfInterfaceNotificationsIsRefreshedOnceOrTwice) {
+  for (const auto interval : {0ms, 20ms}) {
+    SCOPED_TRACE(interval.count());
+    FakeKernel k;
+    MobileHost(k);
+    config_.interface_refresh_interval = interval;
+    Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+    std::vector<std::vector<mptcp::LocalInterface>> pushed;
+    daemon_->engine_context().set_interfaces = [&](std::vector<mptcp::LocalInterface> v) {
+      pushed.push_back(std::move(v));
+    };
+    ASSERT_TRUE(daemon_->Start().ok());
+    // 100 notifications, 0.1 ms apart, each handled in its own wake-up; eth1 gains an address
+    // half-way and another at the very end.
+    for (int i = 0; i < 100; ++i) {
+      if (i == 50) k.addrs.push_back({3, Ip("198.18.2.3"), 24, 0, 0x80});
+      if (i == 99) k.addrs.push_back({3, Ip("198.18.2.4"), 24, 0, 0x80});
+      k.Notify();
+      ASSERT_TRUE(daemon_->RunOnce(0).ok());
+      clock_.now += 100us;
+    }
+    const auto& c = daemon_->counters();
+    EXPECT_EQ(c.Get(DaemonCounter::kInterfaceNotifications), 100u);
+    if (interval == 0ms) {
+      // No debounce: what every notification cost before.
+      EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 100u);
+      EXPECT_EQ(c.Get(DaemonCounter::kInterfaceCoalesced), 0u);
+    } else {
+      // The first one at once, the other 99 wait for the interval to pass.
+      EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+      clock_.now += interval;
+      for (int i = 0; i < 50 && c.Get(DaemonCounter::kInterfaceSyncs) < 2; ++i) {
+        ASSERT_TRUE(daemon_->RunOnce(20).ok());  // the timerfd fires
+      }
+      EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 2u);
+      EXPECT_EQ(c.Get(DaemonCounter::kInterfaceCoalesced), 98u);
+      Pump();
+      EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 2u);  // nothing else pending
+    }
+    ASSERT_FALSE(pushed.empty());
+    EXPECT_EQ(pushed.back()[1].addresses.size(), 4u);  // the last change is in
+    EXPECT_EQ(OurRules(k), 10u);
+
+    // 100 notifications read in one wake-up: one refresh (after a quiet interval: at once).
+    clock_.now += 1s;
+    const uint64_t syncs = c.Get(DaemonCounter::kInterfaceSyncs);
+    for (int i = 0; i < 100; ++i) k.Notify();
+    ASSERT_TRUE(daemon_->RunOnce(0).ok());
+    EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), syncs + 1);
+    EXPECT_EQ(c.Get(DaemonCounter::kInterfaceNotifications), 200u);
+    auto stats = Call("stats");
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->data["daemon"]["DaemonInterfaceNotifications"], 200);
+    daemon_.reset();
+  }
+}
+
+// Review #12: the first change after a quiet interval is applied at once; one that follows a
+// refresh closely is applied when the interval has passed, not later.
+TEST_F(DaemonTest, AnInterfaceChangeIsAppliedWithinTheRefreshInterval) {
+  FakeKernel k;
+  MobileHost(k);
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  std::vector<std::pair<packet::Time, std::vector<mptcp::LocalInterface>>> pushed;
+  daemon_->engine_context().set_interfaces = [&](std::vector<mptcp::LocalInterface> v) {
+    pushed.emplace_back(clock_.now, std::move(v));
+  };
+  ASSERT_TRUE(daemon_->Start().ok());
+  ASSERT_EQ(pushed.size(), 1u);
+  const auto& c = daemon_->counters();
+
+  // Quiet since the start: applied in the same wake-up.
+  clock_.now += 1s;
+  k.addrs.push_back({3, Ip("198.18.2.3"), 24, 0, 0x80});
+  k.Notify();
+  ASSERT_TRUE(daemon_->RunOnce(0).ok());
+  ASSERT_EQ(pushed.size(), 2u);
+  EXPECT_EQ(pushed[1].second[1].addresses.size(), 3u);
+  const packet::Time refreshed = clock_.now;
+
+  // 5 ms later eth1 loses its carrier: not yet...
+  clock_.now += 5ms;
+  k.links[2].flags &= ~0x10000u;
+  k.Notify();
+  ASSERT_TRUE(daemon_->RunOnce(0).ok());
+  EXPECT_EQ(pushed.size(), 2u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+  // ...and at 20 ms after the previous refresh (the timerfd, armed for the rest of the interval).
+  clock_.now = refreshed + 20ms;
+  for (int i = 0; i < 50 && pushed.size() < 3; ++i) ASSERT_TRUE(daemon_->RunOnce(20).ok());
+  ASSERT_EQ(pushed.size(), 3u);
+  EXPECT_LE(pushed[2].first - refreshed, config_.interface_refresh_interval);
+  EXPECT_TRUE(pushed[2].second[1].addresses.empty());
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceCoalesced), 0u);
+  daemon_.reset();  // before `k` goes: the daemon's stop removes its routing through it
+}
+
+// Review #12: `mproxyctl handover` right after a link went down must see it down, even while the
+// refresh is deferred or the notification is not read yet.
+TEST_F(DaemonTest, AControlCommandSeesAPendingInterfaceChange) {
+  FakeKernel k;
+  MobileHost(k);
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  std::vector<mptcp::LocalInterface> engine_view;
+  daemon_->engine_context().set_interfaces = [&](std::vector<mptcp::LocalInterface> v) {
+    engine_view = std::move(v);
+  };
+  std::vector<size_t> wlan0_seen;  // wlan0's addresses as each probe found them
+  daemon_->commands().Register("probe", "what the engine sees", [&](const nlohmann::json&) {
+    wlan0_seen.push_back(engine_view.at(0).addresses.size());
+    return cli::Response::Ok();
+  });
+  ASSERT_TRUE(daemon_->Start().ok());
+  const auto& c = daemon_->counters();
+  clock_.now += 1s;
+  k.Notify();  // something unrelated: refreshed at once
+  ASSERT_TRUE(daemon_->RunOnce(0).ok());
+  ASSERT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+
+  // wlan0 goes down 1 ms later: the refresh is deferred, the command comes first.
+  clock_.now += 1ms;
+  k.links[1].flags &= ~0x1u;
+  k.Notify();
+  ASSERT_TRUE(daemon_->RunOnce(0).ok());
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+  auto r = Call("probe");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->ok);
+  EXPECT_EQ(wlan0_seen, (std::vector<size_t>{0}));
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 2u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceForced), 1u);
+
+  // Back up, and the notification not even read when the command is dispatched.
+  k.links[1].flags |= 0x1u;
+  k.Notify();
+  (void)daemon_->commands().Dispatch(cli::Request{"probe", {}});
+  EXPECT_EQ(wlan0_seen, (std::vector<size_t>{0, 2}));
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceForced), 2u);
+  // Nothing pending: a command costs no refresh.
+  (void)daemon_->commands().Dispatch(cli::Request{"probe", {}});
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 3u);
+  // The deferred refresh was consumed by the command: the timer runs none.
+  clock_.now += 1s;
+  Pump();
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 3u);
+  daemon_.reset();
+}
+
+// Review #12: the route changes a refresh applies come back as notifications; they cost no
+// second refresh. A route change anywhere else (the main table) still does.
+TEST_F(DaemonTest, OurOwnRoutingChangesAreNotRefreshedFor) {
+  FakeKernel k;
+  MobileHost(k);
+  k.echo_route_changes = true;
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  ASSERT_TRUE(daemon_->Start().ok());
+  const auto& c = daemon_->counters();
+  Pump();  // the echoes of what Start() installed
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceOwnEchoes), 7u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 0u);
+
+  clock_.now += 1s;
+  k.links[2].flags &= ~0x10000u;  // eth1 loses its carrier: its 4 routes of ours go
+  k.Notify();
+  ASSERT_TRUE(daemon_->RunOnce(0).ok());
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_FALSE(k.notifications.empty());  // the deletions' echoes
+  clock_.now += 1s;
+  Pump();
+  EXPECT_TRUE(k.notifications.empty());
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 1u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceOwnEchoes), 11u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceNotifications), 1u);
+
+  // The main table's default route through wlan0 changes: that one is followed.
+  k.routes[0].priority = 50;
+  k.Notify(rtnl::BuildRouteRequest(rtnl::Op::kAdd, k.routes[0], 0));
+  Pump();
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), 2u);
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceNotifications), 2u);
+  bool copied = false;
+  for (const auto& r : k.routes) copied = copied || (r.table == 19792 && r.priority == 50);
+  EXPECT_TRUE(copied);
+  daemon_.reset();
 }
 
 TEST_F(DaemonTest, MissingInterfaceFailsStartAndRemovesTheIptablesRules) {

@@ -2,7 +2,8 @@
 // requests with messages built by proxy/rtnetlink.h and applies RTM_NEW/DELROUTE and
 // RTM_NEW/DELRULE requests (parsed with the same codec) with the kernel's errno conventions
 // (EEXIST on a duplicate add, ESRCH/ENOENT on deleting what is not there). Its monitor fd is an
-// eventfd the test (or any change) makes readable.
+// eventfd the test (or, with echo_route_changes, every route change) makes readable; the
+// notification messages wait in `notifications`.
 #pragma once
 
 #include <linux/rtnetlink.h>
@@ -26,15 +27,20 @@ class FakeKernel {
   std::vector<rtnl::Addr> addrs;
   std::vector<rtnl::Route> routes;
   std::vector<rtnl::Rule> rules;
-  std::vector<std::string> log;  // "add rule ...", "del route ..."
-  int fail_adds_with = 0;        // errno for every add request (0: accept)
-  int dump_error = 0;            // errno for every dump
-  bool no_ipv6 = false;          // IPv6 route/rule dumps and requests fail with EAFNOSUPPORT
-  uint32_t metric_skew = 0;      // added to the metric of every route stored (a kernel that
-                                 // stores routes differently from how they were asked for)
+  std::vector<std::string> log;     // "add rule ...", "del route ..."
+  int fail_adds_with = 0;           // errno for every add request (0: accept)
+  int dump_error = 0;               // errno for every dump
+  bool no_ipv6 = false;             // IPv6 route/rule dumps and requests fail with EAFNOSUPPORT
+  uint32_t metric_skew = 0;         // added to the metric of every route stored (a kernel that
+                                    // stores routes differently from how they were asked for)
+  bool echo_route_changes = false;  // every route added or deleted is notified, as the kernel does
 
   UniqueFd efd{eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
-  void Notify() {
+  std::vector<std::vector<uint8_t>> notifications;
+  // A link notification (what changed does not matter: the daemon re-reads everything).
+  void Notify() { Notify(rtnl::BuildLinkMessage(rtnl::Link{1, "lo", 0x1}, 0)); }
+  void Notify(std::vector<uint8_t> message) {
+    notifications.push_back(std::move(message));
     const uint64_t one = 1;
     (void)!::write(efd.get(), &one, sizeof(one));
   }
@@ -105,6 +111,7 @@ class FakeRouteNetlink final : public RouteNetlink {
         k_.log.push_back("del " + Describe(*it));
         k_.routes.erase(it);
       }
+      if (k_.echo_route_changes) k_.Notify(req);
       return {};
     }
     if (type == RTM_NEWRULE || type == RTM_DELRULE) {
@@ -127,9 +134,15 @@ class FakeRouteNetlink final : public RouteNetlink {
   }
 
   [[nodiscard]] int monitor_fd() const override { return k_.efd.get(); }
-  size_t DrainMonitor() override {
+  size_t DrainMonitor(const NotificationFilter& relevant) override {
     uint64_t v = 0;
-    return ::read(k_.efd.get(), &v, sizeof(v)) == 8 ? static_cast<size_t>(v) : 0;
+    (void)!::read(k_.efd.get(), &v, sizeof(v));
+    size_t n = 0;
+    for (const auto& m : k_.notifications) {
+      if (!relevant || relevant(packet::Bytes(m.data(), m.size()))) ++n;
+    }
+    k_.notifications.clear();
+    return n;
   }
 
  private:

@@ -6,7 +6,8 @@
 #   bench/handover.sh [BYTES]        (root; builds nothing: run scripts/setup.sh first)
 #   MPROXY_BENCH_CASES="mbb flip" bench/handover.sh     (only these of: seed_mbb seed_pp_mbb mbb
 #                                                        pp_mbb flip bbm_sack bbm_nosack)
-#   MPROXY_BENCH_PCAP=1 bench/handover.sh               (also header captures of the wire, $OUT/*.pcap)
+#   MPROXY_BENCH_PCAP=0|1 bench/handover.sh             (header captures of the wire, $OUT/*.pcap;
+#                                                        default on except for the seed_* cases)
 #   MPROXY_BENCH_RATE=50mbit, MPROXY_BENCH_SEED_BYTES=N (the bottleneck rate, the seed cases' size)
 #
 # Two settings: first as in the seed's trials (delay line only, no rate limit; a big download so
@@ -28,8 +29,10 @@
 #                      happens beside the old path instead of after it
 # Each case also prints the sender's retransmitted segments and the rate limiter's drops: a gap
 # of one loaded RTT is a loss repaired by the sender.
-# and leaves the received-bytes-versus-time traces (CSV, plottable) in $MPROXY_BENCH_OUT
-# (default /tmp/mproxy-handover-bench).
+# and leaves plottable CSV traces in $MPROXY_BENCH_OUT (default /tmp/mproxy-handover-bench):
+# NAME.csv.0 received bytes versus time at the application, NAME.dss.csv the DSN of arriving data
+# and the DATA_ACK sent per interface versus time on the mobile host's wire (the seed's Figure 8;
+# bench/dss_trace.py, from the header captures).
 set -u
 MPROXY_SRC=${MPROXY_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
 MPROXY_BUILD=${MPROXY_BUILD:-$MPROXY_SRC/build}
@@ -107,13 +110,15 @@ run() {  # run NAME MODE [BYTES]: one download with a handover after 1/3 of it; 
     proxy_start server hs --engine mptcp --ports 5201 --fail-policy closed >/dev/null || return 1
     proto=tcp
   fi
-  local caps=()
-  if [[ -n ${MPROXY_BENCH_PCAP:-} ]]; then
+  local caps=() pcap=${MPROXY_BENCH_PCAP:-1}
+  # Without a rate limit the transfer runs at Gbit/s: tcpdump would cost the CPU it needs.
+  [[ $name == seed_* && -z ${MPROXY_BENCH_PCAP:-} ]] && pcap=0
+  if [[ $pcap == 1 ]]; then
     # Headers only, on the wire side of both hosts: $OUT/NAME.{server,wlan0,eth1}.pcap.
-    tb_bg server "$OUT/$name.server.tcpdump.log" tcpdump -i eth0 -s 128 -w "$OUT/$name.server.pcap" tcp
+    tb_bg server "$OUT/$name.server.tcpdump.log" tcpdump -i eth0 -s 128 -w "$OUT/$name.server.pcap" tcp >/dev/null
     caps+=("$TB_BG_PID")
     for i in wlan0 eth1; do
-      tb_bg mobile "$OUT/$name.$i.tcpdump.log" tcpdump -i "$i" -s 128 -w "$OUT/$name.$i.pcap" tcp
+      tb_bg mobile "$OUT/$name.$i.tcpdump.log" tcpdump -i "$i" -s 128 -w "$OUT/$name.$i.pcap" tcp >/dev/null
       caps+=("$TB_BG_PID")
     done
     sleep 0.5
@@ -156,6 +161,11 @@ import json, sys; print(json.load(sys.stdin)["connections"][0]["local_token"])')
   peer_wait "s_$name" 300
   local p
   for p in "${caps[@]}"; do tb_stop "$p"; done
+  if [[ $pcap == 1 ]]; then
+    # The seed's Figure 8: DSN of arriving data and DAN sent, per interface, versus time.
+    python3 "$MPROXY_SRC/bench/dss_trace.py" 198.18.1.2,198.18.2.2 "wlan0=$OUT/$name.wlan0.pcap" \
+      "eth1=$OUT/$name.eth1.pcap" >"$OUT/$name.dss.csv" 2>/dev/null
+  fi
   proxy_ctl mobile hb stats >"$OUT/$name.mobile-stats.txt" 2>&1
   [[ $name == *pp_* ]] && proxy_ctl server hs stats >"$OUT/$name.server-stats.txt" 2>&1
   proxy_stop hb >/dev/null
@@ -207,5 +217,6 @@ run flip flip
 run bbm_sack break
 for n in mobile server; do tb_exec "$n" sysctl -qw net.ipv4.tcp_sack=0; done
 run bbm_nosack break
-echo "traces (time_s,bytes received): $OUT/*.csv.0"
+echo "traces: received bytes at the application (time_s,bytes): $OUT/*.csv.0;" \
+  "DSN/DAN on the mobile host's wire (time_s,iface,kind,offset,len): $OUT/*.dss.csv"
 tb_finish >/dev/null

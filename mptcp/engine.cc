@@ -249,6 +249,16 @@ void Engine::OutboundSynAck(Connection& c, TcpPacket& p, PacketOut& out) {
   if (c.state != ConnState::kSynReceived) return;  // late retransmission: Linux ignores its options
   c.tx_isn = p.tcp.seq;
   RecordLocalSyn(c, p);
+  // Header values for what we forge before the local stack's first segment after the handshake
+  // (our ADD_ADDR goes out right after the third ACK): its tsval (a 0 would fail the peer's PAWS
+  // check, RFC 7323 §5) and its window, scaled as a non-SYN segment's field is (RFC 7323 §2.2).
+  if (auto ts = p.options.Timestamps()) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsval = ts->tsval;
+    c.last_ts = t;
+  }
+  const uint8_t shift = c.local_ws && c.peer_ws ? std::min<uint8_t>(c.local_wscale, 14) : 0;
+  c.last_window = static_cast<uint16_t>(std::max<uint32_t>(uint32_t{p.tcp.window} >> shift, 1));
   // The responder's key travels in the SYN/ACK (RFC 8684 §3.1); A echoes a checksum request.
   MpCapable mpc;
   mpc.form = MpCapable::Form::kSynAck;

@@ -171,7 +171,9 @@ uint8_t Engine::MpcFlags(const Connection& c) const {
   // H: HMAC-SHA256 (the only v1 algorithm). A: checksums. C: "do not join my initial
   // address/port" (RFC 8684 §3.1): the mobile host is the joiner (mptcp/subflow.cc); a native
   // server must not open subflows towards a client behind NAT. Joins that arrive anyway (another
-  // mproxyd, a native client) are still answered (passive joins).
+  // mproxyd, a native client) are still answered (passive joins). C forbids joins to the initial
+  // address only: the addresses we announce (mptcp/announce.cc) may be joined, and Linux does
+  // (mptcp_announce_test.sh).
   return static_cast<uint8_t>(kMpcFlagHmacSha256 | kMpcFlagNoJoinInitial |
                               (c.checksums ? kMpcFlagChecksum : 0));
 }

@@ -35,7 +35,7 @@ syn_capture_start() {
 }
 syn_capture_report() {  # NAME INITIAL_DST JOIN_DST
   tb_stop "$CAPTURE_PID" 5
-  tb_exec server tcpdump -r "$TB_DIR/$1.pcap" -n -tt 2>/dev/null | python3 -c '
+  tb_exec server tcpdump -r "$TB_DIR/$1.pcap" -n -tt 2>/dev/null | tee "$TB_DIR/$1.txt" | python3 -c '
 import sys
 first = {}
 for line in sys.stdin:
@@ -47,7 +47,7 @@ a, b = sys.argv[1], sys.argv[2]
 if a in first and b in first:
     print("%.1f" % ((first[b] - first[a]) * 1000))
 else:
-    print("n/a")' "$2" "$3"
+    print("n/a (SYNs seen to: %s)" % sorted(first))' "$2" "$3"
 }
 
 SIZE=${MPROXY_TEST_BYTES:-$((64 * 1024 * 1024))}

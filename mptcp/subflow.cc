@@ -519,6 +519,7 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
   sf.tuple = t;
   sf.ifindex = iface.ifindex;
   sf.local_id = AddressId(c, *addr);
+  std::erase(c.removed_ids, sf.local_id);  // the MP_JOIN names the ID: live again (RFC 8684 §3.4.2)
   sf.joiner = true;
   sf.backup_local = backup;
   sf.state = SubflowState::kSynSent;
@@ -688,6 +689,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
   const LocalInterface* iface = InterfaceOf(key.src);
   sf.ifindex = iface ? iface->ifindex : 0;
   sf.local_id = AddressId(c, key.src);
+  std::erase(c.removed_ids, sf.local_id);  // the address is in use again
   sf.remote_id = join.address_id;
   sf.backup_remote = join.backup;
   sf.state = SubflowState::kSynReceived;

@@ -153,5 +153,49 @@ else tb_fail "handover: client MPPrioRx did not move"; fi
 expect_delta server MPJoinSynTx 1
 mptcp_assert_zero server
 
+wait_conns_gone mobile mob 30 || tb_fail "handover: the connection was not freed after its close"
+
+# eth1 goes down mid-transfer: its address leaves the daemon's list, so mproxyd sends REMOVE_ADDR
+# for the announced ID (RFC 8684 §3.4.2) and the client drops its subflow there; when eth1 comes
+# back the address is announced again. The stream stays exact throughout.
+counter_snapshot server
+rm0=$(proxy_counter mobile mob MpAnnounceRemoveTx)
+tx0=$(proxy_counter mobile mob MpAddAddrTx)
+peer_server mobile sr --proto tcp --send "$HSIZE"
+peer_client server cr --proto mptcp --connect "$(tb_addr mobile wlan0 4)" --send "$HSIZE" &
+client=$!
+wait_conn_bytes mobile mob $((16 * 1024 * 1024)) || tb_fail "address loss: the transfer did not start"
+tb_link mobile eth1 down
+for _ in $(seq 40); do
+  (($(mptcp_counter server RmAddr) > ${_SNAP[server/RmAddr]:-0})) && break
+  sleep 0.05
+done
+expect_delta server RmAddr 1
+v=$(( $(proxy_counter mobile mob MpAnnounceRemoveTx) - rm0 ))
+if ((v == 1)); then tb_pass "address loss: mproxyd MpAnnounceRemoveTx +1"
+else tb_fail "address loss: mproxyd MpAnnounceRemoveTx +$v, expected 1"; fi
+sleep 1
+tb_link mobile eth1 up
+for _ in $(seq 60); do
+  (($(mptcp_counter server AddAddr) > ${_SNAP[server/AddAddr]:-0} + 1)) && break
+  sleep 0.05
+done
+proxy_ctl mobile mob conn show | sed 's/^/    /' >&2
+wait "$client"
+peer_wait sr
+tb_check "address loss: $HSIZE bytes each way intact; client MPTCP_INFO: MPTCP, no fallback" \
+  check_transfer cr sr 1 client
+expect_delta server AddAddr 2
+v=$(( $(proxy_counter mobile mob MpAddAddrTx) - tx0 ))
+if ((v == 2)); then tb_pass "address loss: mproxyd MpAddAddrTx +2 (at the start, after eth1 came back)"
+else tb_fail "address loss: mproxyd MpAddAddrTx +$v, expected 2"; fi
+tb_log "address loss: client RmSubflow +$(( $(mptcp_counter server RmSubflow) - ${_SNAP[server/RmSubflow]:-0} )), MPJoinSynTx +$(( $(mptcp_counter server MPJoinSynTx) - ${_SNAP[server/MPJoinSynTx]:-0} )), MPJoinSynAckRx +$(( $(mptcp_counter server MPJoinSynAckRx) - ${_SNAP[server/MPJoinSynAckRx]:-0} ))"
+python3 -c '
+import json, sys
+m = json.loads(open(sys.argv[1]).readline())["mptcp"]
+print("[testbed] address loss: client MPTCP_INFO at the end: mptcpi_subflows=%d add_addr_accepted=%d"
+      % (m["subflows"], m["add_addr_accepted"]), file=sys.stderr)' "$TB_DIR/cr.json"
+mptcp_assert_zero server
+
 check_stop mob
 tb_finish

@@ -541,6 +541,84 @@ TEST_F(AnnounceTest, PassiveJoinToTheAnnouncedAddressGetsItsId) {
   EXPECT_EQ(engine_.counter(Counter::kJoinAckRx), 1u);
 }
 
+// One REMOVE_ADDR per ID: break-before-make away from the joined address sends it, the address
+// disappearing afterwards does not repeat it; a new join to it makes the ID live again.
+TEST_F(AnnounceTest, RemoveAddrIsSentOncePerIdUntilTheIdIsUsedAgain) {
+  ASSERT_NO_FATAL_FAILURE(EstablishPassive());
+  Tick(milliseconds(0));
+  auto f = TakeForged();
+  ASSERT_EQ(f.size(), 1u);
+  const uint8_t id = f[0].mp.add_addr->address_id;
+  Echo(id, fam_.other);
+  TakeForged();
+  uint16_t port = 45000;
+  uint32_t isn = kIsnJ;
+  auto join = [&]() {
+    const FourTuple w{fam_.other, fam_.join_src, 5201, port++};
+    MpJoin j;
+    j.form = MpJoin::Form::kSyn;
+    j.token = token_a_;
+    j.nonce = kNonceB;
+    (void)In(w, {.seq = isn,
+                 .flags = tcp_flags::kSyn,
+                 .mss = 1400,
+                 .ts = TimestampsOption{70000, 0},
+                 .mptcp = {j}});
+    auto sa = TakeForged();
+    ASSERT_EQ(sa.size(), 1u);
+    ASSERT_TRUE(sa[0].mp.mp_join);
+    EXPECT_EQ(sa[0].mp.mp_join->address_id, id);
+    MpJoin third;
+    third.form = MpJoin::Form::kAck;
+    auto h = HmacSha256(kKeyB, key_a_, Nonces(kNonceB, sa[0].mp.mp_join->nonce));
+    ASSERT_TRUE(h.ok());
+    std::copy_n(h.value().begin(), 20, third.hmac.begin());
+    (void)In(w, {.seq = isn + 1,
+                 .ack = sa[0].tcp.seq + 1,
+                 .ts = TimestampsOption{70001, 1000},
+                 .mptcp = {third}});
+    isn += 100000;
+    TakeForged();
+  };
+  auto removes = [&](const std::vector<Seen>& v) {
+    std::vector<uint8_t> ids;
+    for (const auto& s : v) {
+      if (s.mp.remove_addr) {
+        for (uint8_t i : s.mp.remove_addr->list()) ids.push_back(i);
+      }
+    }
+    return ids;
+  };
+  ASSERT_NO_FATAL_FAILURE(join());
+  Actions a;
+  auto leave_wlan = [&]() {
+    auto bbm = engine_.StartHandover(
+        now_, HandoverRequest{"wlan0", "eth0", HandoverMode::kBreakBeforeMake, {}}, a);
+    ASSERT_TRUE(bbm.ok());
+    Collect(a);
+  };
+  ASSERT_NO_FATAL_FAILURE(leave_wlan());
+  EXPECT_EQ(removes(TakeForged()), std::vector<uint8_t>{id});
+  // The peer joins the address again (its MP_JOIN makes the ID live again), we leave it again.
+  ASSERT_NO_FATAL_FAILURE(join());
+  ASSERT_NO_FATAL_FAILURE(leave_wlan());
+  EXPECT_EQ(removes(TakeForged()), std::vector<uint8_t>{id});
+  EXPECT_EQ(engine_.counter(Counter::kRemoveAddrTx), 2u);
+  // wlan0's address goes: the peer was told already.
+  engine_.SetInterfaces(now_, Interfaces(false), a);
+  Collect(a);
+  EXPECT_TRUE(removes(TakeForged()).empty());
+  EXPECT_EQ(engine_.counter(Counter::kAnnounceRemoveTx), 0u);
+  // It comes back: announced again (the ID is live again), so its next loss is told.
+  engine_.SetInterfaces(now_, Interfaces(true), a);
+  Collect(a);
+  EXPECT_EQ(AddAddrs(TakeForged()).size(), 1u);
+  engine_.SetInterfaces(now_, Interfaces(false), a);
+  Collect(a);
+  EXPECT_EQ(removes(TakeForged()), std::vector<uint8_t>{id});
+  EXPECT_EQ(engine_.counter(Counter::kAnnounceRemoveTx), 1u);
+}
+
 // Multipath: a retransmission goes on a usable subflow, with its wire tuple and sequence spaces.
 TEST_F(AnnounceTest, RetransmissionAfterMigrationGoesOnAUsableSubflow) {
   ASSERT_NO_FATAL_FAILURE(EstablishPassive());

@@ -128,6 +128,16 @@ struct Subflow {
   [[nodiscard]] bool usable() const { return state == SubflowState::kEstablished && !gone; }
 };
 
+// One of our addresses announced to the peer with ADD_ADDR (RFC 8684 §3.4.1; mptcp/DESIGN.md
+// "Announcing our addresses"). Retransmitted until the peer echoes it, like Linux does.
+struct Announcement {
+  uint8_t id = 0;  // our address ID: the one MP_JOIN, REMOVE_ADDR and `conn show` use for it
+  packet::IpAddress address;
+  int tries = 0;                    // ADD_ADDRs sent, the first one included
+  std::optional<packet::Time> due;  // next retransmission (none: echoed or given up)
+  bool echoed = false;
+};
+
 struct Connection {
   packet::FourTuple tuple;  // local -> remote; the TCP-side and the initial subflow's tuple
   Role role = Role::kActive;
@@ -192,6 +202,17 @@ struct Connection {
   uint32_t rx_ts_high = 0;     // multi: highest tsval delivered to the local stack
   bool rx_ts_set = false;
   uint16_t syn_window = 0;
+
+  // Our other addresses announced on this connection (EngineConfig::announce). `announce_at`: when
+  // the (re)computation of what to announce is due (set once the connection is fully
+  // established). `removed_ids`: address IDs we sent REMOVE_ADDR for, so none goes out twice
+  // (break-before-make and a lost address may both name one).
+  bool announce = false;
+  bool announce_started = false;  // the first Announce() ran
+  std::optional<packet::Time> announce_at;
+  std::vector<Announcement> announced;
+  std::vector<uint8_t> removed_ids;
+  packet::Duration handshake_rtt{};  // SYN to SYN/ACK (active) or to the third ACK (passive)
 
   packet::Time created{};
   packet::Time last_activity{};

@@ -142,7 +142,12 @@ namespace mproxy::mptcp {
   X(kAddAddrRx, "MpAddAddrRx")                   /* peer's ADD_ADDR, HMAC valid: echoed */ \
   X(kAddAddrBadHmac, "MpAddAddrBadHmac")         /* peer's ADD_ADDR, HMAC wrong: ignored */ \
   X(kAddAddrEchoTx, "MpAddAddrEchoTx")                                                      \
-  X(kAddAddrEchoRx, "MpAddAddrEchoRx")           /* an echo (we announce nothing): ignored */
+  X(kAddAddrEchoRx, "MpAddAddrEchoRx")           /* an echo; ours stops its retransmission */ \
+  X(kAddAddrTx, "MpAddAddrTx")                   /* our ADD_ADDR, first transmission */    \
+  X(kAddAddrRetx, "MpAddAddrRetx")               /* our ADD_ADDR again: no echo yet */     \
+  X(kAddAddrGaveUp, "MpAddAddrGaveUp")           /* never echoed after all retransmissions */ \
+  X(kAddAddrNoRoom, "MpAddAddrNoRoom")           /* no subflow or option room to send it on */ \
+  X(kAnnounceRemoveTx, "MpAnnounceRemoveTx")     /* REMOVE_ADDR: an announced address went */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

@@ -125,6 +125,11 @@ void Engine::OnOutbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions&
     return;
   }
   OutboundEstablished(c, p, out);
+  if (c.announce && !c.announce_started && !c.announce_at && c.state == ConnState::kEstablished) {
+    // Our third ACK (or first data) is on its way: announce from the timer, after its verdict.
+    c.announce_at = now;
+    if (now < c.deadline) Schedule(c, now);
+  }
   MaybeClose(now, c);
   (void)actions;
 }
@@ -166,7 +171,9 @@ uint8_t Engine::MpcFlags(const Connection& c) const {
   // H: HMAC-SHA256 (the only v1 algorithm). A: checksums. C: "do not join my initial
   // address/port" (RFC 8684 §3.1): the mobile host is the joiner (mptcp/subflow.cc); a native
   // server must not open subflows towards a client behind NAT. Joins that arrive anyway (another
-  // mproxyd, a native client) are still answered (passive joins).
+  // mproxyd, a native client) are still answered (passive joins). C forbids joins to the initial
+  // address only: the addresses we announce (mptcp/announce.cc) may be joined, and Linux does
+  // (mptcp_announce_test.sh).
   return static_cast<uint8_t>(kMpcFlagHmacSha256 | kMpcFlagNoJoinInitial |
                               (c.checksums ? kMpcFlagChecksum : 0));
 }
@@ -244,6 +251,16 @@ void Engine::OutboundSynAck(Connection& c, TcpPacket& p, PacketOut& out) {
   if (c.state != ConnState::kSynReceived) return;  // late retransmission: Linux ignores its options
   c.tx_isn = p.tcp.seq;
   RecordLocalSyn(c, p);
+  // Header values for what we forge before the local stack's first segment after the handshake
+  // (our ADD_ADDR goes out right after the third ACK): its tsval (a 0 would fail the peer's PAWS
+  // check, RFC 7323 §5) and its window, scaled as a non-SYN segment's field is (RFC 7323 §2.2).
+  if (auto ts = p.options.Timestamps()) {
+    packet::TimestampsOption t = c.last_ts.value_or(*ts);
+    t.tsval = ts->tsval;
+    c.last_ts = t;
+  }
+  const uint8_t shift = c.local_ws && c.peer_ws ? std::min<uint8_t>(c.local_wscale, 14) : 0;
+  c.last_window = static_cast<uint16_t>(std::max<uint32_t>(uint32_t{p.tcp.window} >> shift, 1));
   // The responder's key travels in the SYN/ACK (RFC 8684 §3.1); A echoes a checksum request.
   MpCapable mpc;
   mpc.form = MpCapable::Form::kSynAck;
@@ -570,7 +587,15 @@ void Engine::OnInbound(Time now, TcpPacket& p, PacketOut& out, packet::Actions& 
     c.checksums = c.checksums || opts.mp_capable->checksum_required();
     c.state = ConnState::kEstablished;
     counters_.Inc(Counter::kConverted);
+    c.handshake_rtt = now - c.created;  // SYN to third ACK: one round trip (and the accept)
     Schedule(c, now + config_.idle_timeout);
+    // Both keys known and confirmed: our other addresses are announced from the timer, after
+    // this segment's verdict (mptcp/announce.cc).
+    c.announce = WantsAnnounce(c);
+    if (c.announce) {
+      c.announce_at = now;
+      Schedule(c, now);
+    }
   }
   InboundEstablished(now, c, p, opts, out, actions);
   if (conns_.contains(key)) MaybeClose(now, c);
@@ -675,6 +700,10 @@ void Engine::InboundSynAck(Time now, Connection& c, TcpPacket& p, const SegmentO
     RecordPeerSyn(c, p);
     c.state = ConnState::kEstablished;
     counters_.Inc(Counter::kConverted);
+    c.handshake_rtt = now - c.created;
+    // Announcing (--announce always) waits for our third ACK (OnOutbound): before it the native
+    // server has no connection an ADD_ADDR could belong to.
+    c.announce = WantsAnnounce(c);
     Schedule(c, now + config_.idle_timeout);
   } else if (p.tcp.seq != c.rx_isn) {
     out.verdict = packet::Verdict::kDrop;  // a different SYN/ACK for an established flow
@@ -1041,7 +1070,7 @@ void Engine::MaybeClose(Time now, Connection& c) {
 // Forged segments.
 
 std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t seq, uint8_t flags,
-                                                  const Option* extra) {
+                                                  const Option* extra, bool data_ack) {
   packet::TcpHeader h;
   h.sport = c.tuple.sport;
   h.dport = c.tuple.dport;
@@ -1061,7 +1090,7 @@ std::optional<std::vector<uint8_t>> Engine::Forge(const Connection& c, uint32_t 
     // An IPv6 ADD_ADDR echo (20 bytes) next to timestamps fits only with a 32-bit DATA_ACK.
     dss.data_ack = DssDataAck{(c.remote_idsn + 1 + c.rx_dan) & 0xffffffffu, false};
   }
-  (void)AddMptcp(opts, dss);
+  if (data_ack) (void)AddMptcp(opts, dss);
   if (extra != nullptr && !AddMptcp(opts, *extra)) counters_.Inc(Counter::kOptionSpace);
   auto pkt = packet::BuildTcpPacket(c.tuple, h, opts, packet::Bytes{}, c.ttl);
   if (!pkt) {
@@ -1094,7 +1123,7 @@ void Engine::SendSubflowFin(Time now, Connection& c, packet::Actions& actions) {
 
 void Engine::OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Actions& actions) {
   if (a.echo) {
-    counters_.Inc(Counter::kAddAddrEchoRx);  // we announce nothing yet: nothing to stop
+    OnAddAddrEcho(c, a);  // stops the retransmission of ours (mptcp/announce.cc)
     return;
   }
   // Interop §1.5: HMAC(Key-sender || Key-receiver, ID || address || port (0 when absent)), last
@@ -1127,9 +1156,7 @@ void Engine::OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Act
     if (ok) counters_.Inc(Counter::kAddAddrEchoTx);
     return;
   }
-  const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
-                       : c.tx_fin                 ? WireOf(c.tx_isn, *c.tx_fin)
-                                                  : WireOf(c.tx_isn, c.tx_high);
+  const uint32_t seq = InitialSndNxt(c);
   const Option opt{echo};
   if (auto pkt = Forge(c, seq, tcp_flags::kAck, &opt)) {
     actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
@@ -1140,10 +1167,7 @@ void Engine::OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Act
 void Engine::SendSubflowAck(Connection& c, packet::Actions& actions) {
   if (!c.rx_sfin) return;
   c.rx_san = std::max(c.rx_san, *c.rx_sfin + 1);
-  const uint32_t seq = c.tx_fin && c.tx_sfin_sent ? WireOf(c.tx_isn, *c.tx_fin + 1)
-                       : c.tx_fin             ? WireOf(c.tx_isn, *c.tx_fin)
-                                              : WireOf(c.tx_isn, c.tx_high);
-  if (auto pkt = Forge(c, seq, tcp_flags::kAck)) {
+  if (auto pkt = Forge(c, InitialSndNxt(c), tcp_flags::kAck)) {
     actions.forged.push_back(packet::ForgedPacket{std::move(*pkt), 0});
     counters_.Inc(Counter::kSubflowAckTx);
   }
@@ -1216,6 +1240,7 @@ void Engine::OnTimer(Time now, packet::Actions& actions) {
           break;
         }
         JoinTimers(now, c, actions);
+        AnnounceTimers(now, c, actions);
         if (c.tx_sfin_sent && !c.tx_sfin_acked && now >= c.tx_sfin_due) {
           if (c.tx_sfin_tries >= config_.fin_retries) {
             counters_.Inc(Counter::kTimeoutFin);

@@ -32,6 +32,19 @@
 
 namespace mproxy::mptcp {
 
+// Which connections announce our other addresses (ADD_ADDR, RFC 8684 §3.4.1; mptcp/DESIGN.md
+// "Announcing our addresses").
+enum class AnnounceMode : uint8_t {
+  // Only where the peer opened the connection (we are the MP_CAPABLE passive side: a plain server
+  // behind mproxyd, a native client). As the initiator we are the joiner; announcing would make a
+  // native server with add_addr_accepted open duplicate subflows.
+  kAuto,
+  kAlways,
+  kNever,
+};
+[[nodiscard]] std::string_view Name(AnnounceMode m);
+[[nodiscard]] std::optional<AnnounceMode> ParseAnnounceMode(std::string_view s);
+
 struct EngineConfig {
   // Convert connections with either port in this set; empty: every TCP connection queued to us.
   std::vector<uint16_t> ports;
@@ -64,6 +77,12 @@ struct EngineConfig {
   // host's range is changed to overlap this one, a local SYN on a join's tuple is dropped.
   uint16_t join_port_min = 61000;
   uint16_t join_port_max = 65535;
+  // Our other addresses are announced (ADD_ADDR) on these connections once fully established.
+  // An un-echoed ADD_ADDR is retransmitted after max(add_addr_rto, 2 x the handshake RTT),
+  // doubling, add_addr_retries times (Linux: ADD_ADDR_RETRANS_MAX 3, interop §1.5), then given up.
+  AnnounceMode announce = AnnounceMode::kAuto;
+  std::chrono::milliseconds add_addr_rto{1'000};
+  int add_addr_retries = 3;
 };
 
 // A local interface the engine may open subflows from. The daemon learns these from the kernel
@@ -140,7 +159,14 @@ class Engine final : public packet::Engine {
   // Break-before-make likewise, with REMOVE_ADDR instead of MP_PRIO. A join that times out
   // (join_rto doubling, join_retries tries: ~31 s by default), is refused or fails an HMAC check
   // counts as failed; the request ends kFailed if no connection moved, else kDone.
+  //
+  // SetInterfaces: the interfaces' current addresses. With `now` and `actions` (the daemon, on
+  // every change) the announcements of live connections follow: ADD_ADDR for an address that
+  // appeared, REMOVE_ADDR for an announced one that went. Without them (configuration before
+  // traffic) nothing is signalled.
   void SetInterfaces(std::vector<LocalInterface> interfaces);
+  void SetInterfaces(packet::Time now, std::vector<LocalInterface> interfaces,
+                     packet::Actions& actions);
   [[nodiscard]] Result<uint64_t> StartHandover(packet::Time now, const HandoverRequest& request,
                                                packet::Actions& actions);
   [[nodiscard]] std::optional<HandoverStatus> HandoverStatusOf(uint64_t id) const;
@@ -229,9 +255,12 @@ class Engine final : public packet::Engine {
   // came on (`sf`; null: the initial subflow on the single-path fast path), an invalid HMAC is
   // counted and ignored, like Linux.
   void OnAddAddr(Connection& c, Subflow* sf, const AddAddr& a, packet::Actions& actions);
+  // A segment on the initial subflow (single path) with a DSS DATA_ACK (64-bit, 32-bit when
+  // `extra` needs the room) or, with `data_ack` false, without one.
   [[nodiscard]] std::optional<std::vector<uint8_t>> Forge(const Connection& c, uint32_t seq,
                                                           uint8_t flags,
-                                                          const Option* extra = nullptr);
+                                                          const Option* extra = nullptr,
+                                                          bool data_ack = true);
   void Schedule(Connection& c, packet::Time when);
   void Erase(Connection& c);
 
@@ -307,6 +336,21 @@ class Engine final : public packet::Engine {
   // when there were any to report.
   bool ProjectPeerSack(const Connection& c, const Subflow& sf, packet::TcpPacket& p);
   bool FitOption(packet::TcpPacket& p, Option& opt);
+
+  // Announcing our addresses (mptcp/announce.cc; RFC 8684 §3.4.1, §3.4.2).
+  [[nodiscard]] bool WantsAnnounce(const Connection& c) const;
+  // Brings the connection's announcements in line with the interfaces: ADD_ADDR for addresses
+  // not announced yet, REMOVE_ADDR for announced ones that are gone.
+  void Announce(packet::Time now, Connection& c, packet::Actions& actions);
+  bool SendAddAddr(Connection& c, const Announcement& a, packet::Actions& actions);
+  void AnnounceTimers(packet::Time now, Connection& c, packet::Actions& actions);
+  void OnAddAddrEcho(Connection& c, const AddAddr& a);
+  // The subflow signalling goes on: the active one, else any usable one (null on the single-path
+  // fast path, or when none is usable).
+  Subflow* SignalSubflow(Connection& c);
+  // REMOVE_ADDR for `rm`'s IDs not removed before (Connection::removed_ids), on `sf` (null: the
+  // initial subflow on the single-path fast path). False when nothing was sent.
+  bool SendRemoveAddr(Connection& c, Subflow* sf, RemoveAddr rm, packet::Actions& actions);
   [[nodiscard]] SubflowInfo InfoOf(const Connection& c, const Subflow& sf) const;
 
   EngineConfig config_;

@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 
+#include "mptcp/connection.h"
 #include "mptcp/options.h"
 #include "packet/bytes.h"
 #include "packet/seq.h"
@@ -28,6 +29,19 @@ inline std::optional<uint64_t> OffsetOf(uint32_t seq, uint32_t isn, uint64_t ref
 
 // The 32-bit wire number of stream offset `off` (inverse of OffsetOf, modulo 2^32).
 inline uint32_t WireOf(uint32_t isn, uint64_t off) { return isn + 1 + static_cast<uint32_t>(off); }
+
+// The next sequence number we send on join or multipath subflow `sf` (our FIN, once forged, took
+// one).
+inline uint32_t SndNxt(const Subflow& sf) {
+  return WireOf(sf.tx_isn, sf.tx_ssn_next + (sf.sfin_sent ? 1 : 0));
+}
+
+// The same for the initial subflow on the single-path fast path (the connection's own fields):
+// after the local stack's data, its FIN (the DATA_FIN) and our subflow FIN.
+inline uint32_t InitialSndNxt(const Connection& c) {
+  if (c.tx_fin) return WireOf(c.tx_isn, *c.tx_fin + (c.tx_sfin_sent ? 1 : 0));
+  return WireOf(c.tx_isn, c.tx_high);
+}
 
 // Appends an MPTCP option (kind 30) to a TCP option list; false if it does not fit in 40 bytes.
 inline bool AddMptcp(packet::TcpOptionList& opts, const Option& o) {

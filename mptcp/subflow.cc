@@ -34,11 +34,6 @@ constexpr uint64_t kMaxReservedGap = uint64_t{16} << 20;
 // How often MP_PRIO backup is repeated while data keeps arriving on a subflow we marked backup.
 constexpr std::chrono::milliseconds kPrioRepeat{100};
 
-// The next sequence number we send on `sf` (our FIN, once forged, took one).
-uint32_t SndNxt(const Subflow& sf) {
-  return WireOf(sf.tx_isn, sf.tx_ssn_next + (sf.sfin_sent ? 1 : 0));
-}
-
 bool SetTimestamps(packet::TcpOptionList& opts, packet::TimestampsOption ts) {
   auto i = opts.Find(tcp_opt::kTimestamps);
   if (!i) return false;
@@ -271,6 +266,11 @@ std::optional<Time> Engine::SubflowDue(const Connection& c) const {
   std::optional<Time> due;
   for (const auto& sf : c.subflows) {
     if (sf->due && (!due || *sf->due < *due)) due = sf->due;
+  }
+  // Our ADD_ADDR retransmissions (mptcp/announce.cc) share the connection's timer.
+  if (c.announce_at && (!due || *c.announce_at < *due)) due = c.announce_at;
+  for (const auto& a : c.announced) {
+    if (a.due && (!due || *a.due < *due)) due = a.due;
   }
   return due;
 }
@@ -522,6 +522,7 @@ Result<Subflow*> Engine::OpenJoin(Time now, Connection& c, const LocalInterface&
   sf.tuple = t;
   sf.ifindex = iface.ifindex;
   sf.local_id = AddressId(c, *addr);
+  std::erase(c.removed_ids, sf.local_id);  // the MP_JOIN names the ID: live again (RFC 8684 §3.4.2)
   sf.joiner = true;
   sf.backup_local = backup;
   sf.state = SubflowState::kSynSent;
@@ -691,6 +692,7 @@ void Engine::InboundJoinSyn(Time now, TcpPacket& p, const SegmentOptions& opts, 
   const LocalInterface* iface = InterfaceOf(key.src);
   sf.ifindex = iface ? iface->ifindex : 0;
   sf.local_id = AddressId(c, key.src);
+  std::erase(c.removed_ids, sf.local_id);  // the address is in use again
   sf.remote_id = join.address_id;
   sf.backup_remote = join.backup;
   sf.state = SubflowState::kSynReceived;
@@ -908,9 +910,7 @@ void Engine::SwitchTo(Time now, Connection& c, Subflow& to, const HandoverJob* j
       }
       rm.ids[rm.count++] = sf->local_id;
     }
-    if (rm.count > 0 && ForgeOn(c, to, tcp_flags::kAck, SndNxt(to), {rm}, actions)) {
-      counters_.Inc(Counter::kRemoveAddrTx);
-    }
+    if (rm.count > 0 && SendRemoveAddr(c, &to, rm, actions)) counters_.Inc(Counter::kRemoveAddrTx);
   } else {
     // Seed §5.3: MP_PRIO applies to the subflow it is sent on (interop §1.6), so each subflow
     // gets its own: backup on `from`'s, regular on the new one.
@@ -1806,6 +1806,7 @@ void Engine::JoinTimers(Time now, Connection& c, packet::Actions& actions) {
 
 void Engine::MultiTimer(Time now, Connection& c, packet::Actions& actions) {
   JoinTimers(now, c, actions);
+  AnnounceTimers(now, c, actions);
   if (now - c.last_activity >= config_.idle_timeout) {
     counters_.Inc(Counter::kTimeoutIdle);
     Erase(c);

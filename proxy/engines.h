@@ -23,6 +23,8 @@ struct EngineOptions {
   bool checksums = false;       // ask for DSS checksums (RFC 8684 §3.3.1; mptcp engine)
   // Source ports of the mptcp engine's own joins (outside the host's ip_local_port_range).
   uint16_t join_port_min = 61000, join_port_max = 65535;
+  // Which connections announce our other addresses (ADD_ADDR; mptcp engine, --announce).
+  mptcp::AnnounceMode announce = mptcp::AnnounceMode::kAuto;
 };
 
 // What the daemon gives an engine's control commands, and what they give back. Control requests

@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   bool checksums = false;
   std::string join_ports = "61000-65535";
+  std::string announce = "auto";
   std::vector<std::string> interfaces;
   std::string table_base = "0x4d50";
   std::string rule_priority = "0x4d50";
@@ -173,6 +174,13 @@ int main(int argc, char** argv) {
   app.add_option("--join-ports", join_ports,
                  "mptcp engine: source ports of the joins it opens, MIN-MAX; keep them outside the "
                  "host's net.ipv4.ip_local_port_range (the kernel does not know them)")
+      ->capture_default_str();
+  app.add_option("--announce", announce,
+                 "mptcp engine: announce the --interfaces' other addresses with ADD_ADDR. auto: on "
+                 "connections the peer opened (a native client may join them); always: also on "
+                 "ours (a native server with add_addr_accepted would open duplicate subflows); "
+                 "never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
       ->capture_default_str();
   app.add_option("--interfaces", interfaces,
                  "interfaces subflows may use, comma separated (e.g. wlan0,eth1); their addresses "
@@ -303,6 +311,8 @@ int main(int argc, char** argv) {
   eopt.checksums = checksums;
   eopt.join_port_min = static_cast<uint16_t>(join_min);
   eopt.join_port_max = static_cast<uint16_t>(join_max);
+  eopt.announce =
+      mproxy::mptcp::ParseAnnounceMode(announce).value_or(mproxy::mptcp::AnnounceMode::kAuto);
   auto eng = spec->make(eopt);
   if (!eng) {
     std::cerr << "mproxyd: engine " << engine << ": " << eng.error().message << "\n";

@@ -102,6 +102,7 @@ Result<std::unique_ptr<packet::Engine>> MakeMptcpEngine(const EngineOptions& opt
   config.checksums = options.checksums;
   config.join_port_min = options.join_port_min;
   config.join_port_max = options.join_port_max;
+  config.announce = options.announce;
   return std::unique_ptr<packet::Engine>(std::make_unique<OwnedMptcpEngine>(std::move(config)));
 }
 
@@ -180,9 +181,13 @@ void RegisterMptcpCommands(packet::Engine& engine, CommandRegistry& registry,
   // that cannot carry a subflow gets a message that says why (down, unknown, not managed) instead
   // of the engine's generic refusal.
   auto known = std::make_shared<std::optional<std::vector<mptcp::LocalInterface>>>();
-  context.set_interfaces = [eng, known](std::vector<mptcp::LocalInterface> interfaces) {
+  context.set_interfaces = [eng, ctx, known](std::vector<mptcp::LocalInterface> interfaces) {
     *known = interfaces;
-    eng->SetInterfaces(std::move(interfaces));
+    // Live connections follow: ADD_ADDR for a new address, REMOVE_ADDR for an announced one
+    // that went (mptcp/announce.cc).
+    packet::Actions actions;
+    eng->SetInterfaces(ctx->now ? ctx->now() : packet::Time{}, std::move(interfaces), actions);
+    if (!actions.forged.empty()) ctx->emit(actions);
   };
   const auto usable = [known](const std::string& what, const std::string& name) -> Result<void> {
     if (!known->has_value()) {

@@ -83,6 +83,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (op < 0xc0) {
       now += std::chrono::milliseconds(25 * (op & 0x3f));
       if (auto next = engine.NextTimeout(); next && *next <= now) engine.OnTimer(now, actions);
+    } else if (op >= 0xf0) {
+      // eth1's addresses go or come back: REMOVE_ADDR / ADD_ADDR of announcing connections.
+      const bool up = (op & 1) != 0;
+      std::vector<packet::IpAddress> eth1;
+      if (up) eth1 = {Ip("198.18.2.2"), Ip("2001:db8:2::2")};
+      engine.SetInterfaces(now, {{"wlan0", 2, {Ip("198.18.1.2"), Ip("2001:db8:1::2")}},
+                                 {"eth1", 3, eth1}},
+                           actions);
     } else {
       uint32_t token = 0;
       engine.ForEachConnection([&](const mptcp::Connection& c) {

@@ -142,7 +142,14 @@ namespace mproxy::mptcp {
   X(kAddAddrRx, "MpAddAddrRx")                   /* peer's ADD_ADDR, HMAC valid: echoed */ \
   X(kAddAddrBadHmac, "MpAddAddrBadHmac")         /* peer's ADD_ADDR, HMAC wrong: ignored */ \
   X(kAddAddrEchoTx, "MpAddAddrEchoTx")                                                      \
-  X(kAddAddrEchoRx, "MpAddAddrEchoRx")           /* an echo (we announce nothing): ignored */
+  X(kAddAddrEchoRx, "MpAddAddrEchoRx")           /* an echo (we announce nothing): ignored */ \
+  X(kIcmpPtbRx, "MpIcmpPtbRx")                   /* frag-needed / packet-too-big received */ \
+  X(kIcmpPtbTranslated, "MpIcmpPtbTranslated")   /* ours: quote and MTU rewritten */        \
+  X(kIcmpPtbNotOurs, "MpIcmpPtbNotOurs")         /* not a converted flow's segment: passed */ \
+  X(kIcmpPtbSeqUnmapped, "MpIcmpPtbSeqUnmapped") /* SSN not in the SEND table: snd_una used */ \
+  X(kIcmpPtbV6Floor, "MpIcmpPtbV6Floor")         /* lowered MTU raised to 1280 (RFC 8200) */ \
+  X(kIcmpMalformed, "MpIcmpMalformed")           /* unusable PTB or bad checksum: passed */  \
+  X(kIcmpOther, "MpIcmpOther")                   /* other ICMP type: passed */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

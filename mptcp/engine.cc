@@ -71,6 +71,7 @@ void Engine::OnPacket(Time now, const packet::PacketMeta& meta, packet::MutableB
   out.Reset();
   auto parsed = packet::ParseTcpPacket(pkt, meta);
   if (!parsed) {
+    if (!IsOutbound(meta.hook) && OnIcmp(pkt, out)) return;  // path MTU (mptcp/icmp.cc)
     // Not ours to judge: non-TCP, fragments and malformed packets pass unchanged. The rules only
     // queue selected TCP ports, so this is rare and never a converted flow's packet.
     counters_.Inc(Counter::kMalformed);

@@ -158,6 +158,9 @@ class Engine final : public packet::Engine {
                   packet::Actions& actions);
   void OnInbound(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out,
                  packet::Actions& actions);
+  // An inbound ICMP frag-needed / packet-too-big about one of our segments, translated to the
+  // local stack's view (mptcp/icmp.cc). False: not ICMP (the caller's malformed case).
+  bool OnIcmp(packet::MutableBytes pkt, packet::PacketOut& out);
 
   // Outbound, per state.
   void OutboundSyn(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out);

@@ -149,7 +149,8 @@ namespace mproxy::mptcp {
   X(kIcmpPtbSeqUnmapped, "MpIcmpPtbSeqUnmapped") /* SSN not in the SEND table: snd_una used */ \
   X(kIcmpPtbV6Floor, "MpIcmpPtbV6Floor")         /* lowered MTU raised to 1280 (RFC 8200) */ \
   X(kIcmpMalformed, "MpIcmpMalformed")           /* unusable PTB or bad checksum: passed */  \
-  X(kIcmpOther, "MpIcmpOther")                   /* other ICMP type: passed */
+  X(kIcmpOther, "MpIcmpOther")                   /* other ICMP type: passed */               \
+  X(kPmtuDfCleared, "MpPmtuDfCleared") /* initial-subflow packet over the told MTU: DF off */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

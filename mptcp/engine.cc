@@ -79,7 +79,10 @@ void Engine::OnPacket(Time now, const packet::PacketMeta& meta, packet::MutableB
   }
   TcpPacket& p = *parsed;
   if (IsOutbound(meta.hook)) {
+    // After a translated frag-needed (mptcp/icmp.cc), the stack's route holds the lowered MTU.
+    const std::optional<FourTuple> pmtu = any_pmtu_told_ ? std::optional(p.tuple()) : std::nullopt;
     OnOutbound(now, p, out, actions);
+    if (pmtu) PmtuOutbound(*pmtu, pkt, out);
   } else {
     OnInbound(now, p, out, actions);
   }

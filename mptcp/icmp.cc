@@ -9,11 +9,17 @@
 // table (seed §3.3), and an MTU lowered by what our options may add to a segment. The outer
 // header is left alone: the socket lookup uses only the quote, and the outer destination (a join's
 // local address) is one of ours, so the message is still delivered locally.
+#include <algorithm>
+
 #include "mptcp/engine.h"
 #include "mptcp/stream_offsets.h"
 #include "packet/icmp.h"
 
 namespace mproxy::mptcp {
+
+using packet::FourTuple;
+using packet::PacketOut;
+
 namespace {
 
 // Most bytes our rewrite adds to a local data segment. The TCP option area is at most 40 bytes
@@ -121,7 +127,40 @@ bool Engine::OnIcmp(packet::MutableBytes pkt, packet::PacketOut& out) {
   }
   out.patched_in_place = true;
   counters_.Inc(Counter::kIcmpPtbTranslated);
+  if (c->tuple.dst.is_v4() && (c->pmtu_told == 0 || mtu < c->pmtu_told)) {
+    c->pmtu_told = mtu;
+    any_pmtu_told_ = true;
+  }
   return true;
+}
+
+// The MTU we told the stack lands in its route to the connection's destination (a PMTU exception,
+// tcp_v4_mtu_reduced()), and the kernel applies that route's MTU to our rewritten packets too
+// (ip_finish_output() after the verdict): a segment sized for it plus our options no longer fits,
+// is refused locally with a frag-needed over lo, which would lower the MTU by `growth` again, and
+// again (measured: 1252 -> 552 within a second after a handover back to wlan0). The exception
+// only concerns packets leaving with the stack's own addresses — the initial subflow; a join's
+// packets use their own route. Those get DF cleared when they exceed the told MTU, so the kernel
+// fragments them locally instead (RFC 791 §3.2) — the path itself carried them before, they are
+// at most `growth` bytes over. IPv4 only (IPv6 has no DF; see mptcp/DESIGN.md "Path MTU").
+void Engine::PmtuOutbound(const FourTuple& local, packet::MutableBytes pkt, PacketOut& out) {
+  if (out.verdict != packet::Verdict::kAccept) return;
+  auto it = conns_.find(local);
+  if (it == conns_.end() || it->second->pmtu_told == 0) return;
+  const Connection& c = *it->second;
+  packet::MutableBytes ip = out.rewritten ? packet::MutableBytes(out.head.data(), out.head_len) : pkt;
+  const size_t total = out.rewritten ? out.head_len + (pkt.size() - std::min(pkt.size(), out.tail_offset))
+                                     : pkt.size();
+  if (total <= c.pmtu_told || ip.size() < packet::kIpv4MinHeader || (ip[0] >> 4) != 4) return;
+  const packet::Bytes src = packet::Bytes(ip).subspan(12, 4), dst = packet::Bytes(ip).subspan(16, 4);
+  if (!std::equal(src.begin(), src.end(), c.tuple.src.bytes().begin()) ||
+      !std::equal(dst.begin(), dst.end(), c.tuple.dst.bytes().begin())) {
+    return;  // on a join
+  }
+  if (packet::ClearIpv4Df(ip)) {
+    if (!out.rewritten) out.patched_in_place = true;
+    counters_.Inc(Counter::kPmtuDfCleared);
+  }
 }
 
 }  // namespace mproxy::mptcp

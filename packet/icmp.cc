@@ -198,4 +198,16 @@ bool RewriteIcmpPtb(MutableBytes pkt, IcmpPtb& m, const QuoteRewrite& r) {
   return true;
 }
 
+bool ClearIpv4Df(MutableBytes ip) {
+  uint16_t frag = 0, csum = 0;
+  if (ip.size() < kIpv4MinHeader || (ip[0] >> 4) != 4 || !Load16(ip, 6, frag) || !(frag & 0x4000u)) {
+    return false;
+  }
+  const uint16_t cleared = static_cast<uint16_t>(frag & ~0x4000u);
+  (void)Load16(ip, kIpv4ChecksumOffset, csum);
+  (void)Store16(ip, kIpv4ChecksumOffset, checksum::IncrementalUpdate(csum, frag, cleared));
+  (void)Store16(ip, 6, cleared);
+  return true;
+}
+
 }  // namespace mproxy::packet

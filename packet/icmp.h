@@ -89,4 +89,8 @@ struct QuoteRewrite {
 // differs or the MTU does not fit the field.
 [[nodiscard]] bool RewriteIcmpPtb(MutableBytes pkt, IcmpPtb& m, const QuoteRewrite& r);
 
+// Clears DF in the IPv4 header at the start of `ip` (RFC 791 §3.1 flags) and updates its header
+// checksum (RFC 1624). False (nothing changed) when it is not IPv4 or DF was not set.
+bool ClearIpv4Df(MutableBytes ip);
+
 }  // namespace mproxy::packet

@@ -12,7 +12,8 @@
 # against a native Linux MPTCP server, upload (ours to fix) and download (the native server handles
 # its own subflows' ICMP: a control).
 #
-# PMTU_NO_FIX=1 removes the path-MTU queue hooks after the daemons start (the ICMP then reaches the
+# PMTU_DEBUG=1 also captures the ICMP each node receives ($TB_DIR/icmp_NODE.txt, printed at the
+# end). PMTU_NO_FIX=1 removes the path-MTU queue hooks after the daemons start (the ICMP then reaches the
 # kernel untranslated, as before this feature): the test then expects and reports the black hole
 # (no progress for PMTU_STALL_S seconds) instead of completion.
 set -u
@@ -30,6 +31,13 @@ RATE=${MPROXY_PMTU_RATE:-100mbit}
 for i in wlan0 eth1; do tb_rate mobile "$i" "$RATE"; tb_rate router "r-$i" "$RATE"; done
 tb_exec mobile ip link set eth1 mtu 1280
 tb_exec router ip link set r-eth1 mtu 1280
+
+if [[ ${PMTU_DEBUG:-0} == 1 ]]; then
+  for n in mobile server; do
+    tb_bg "$n" "$TB_DIR/icmp_$n.txt" tcpdump -l -n -v -i any icmp >/dev/null
+  done
+  tb_atexit 'for n in mobile server; do echo "== ICMP at $n"; head -40 "$TB_DIR/icmp_$n.txt"; done >&2'
+fi
 
 pcount() { if [[ $2 == none ]]; then echo 0; else proxy_counter "$1" "$2" "$3"; fi; }
 
@@ -75,6 +83,18 @@ transfer() {
   local after
   after=$(pmtu_of "$snode")
   tb_log "$case $dir: sender ($snode) before the handover: ${before:-?}; 1.5 s after: ${after:-gone}"
+  # Back to wlan0 (MTU 1500) while the transfer goes on: the stack keeps the lowered MTU, and the
+  # initial subflow's packets (its segments + our options) exceed its route's exception: DF is
+  # cleared on them (MpPmtuDfCleared) and the kernel fragments them (mptcp/icmp.cc).
+  # PMTU_BACK=1 only: with mproxyd on both ends the fragments this leads to stall the transfer
+  # (the receiving engine passes IPv4 fragments untranslated: README "Not done yet").
+  if [[ ${PMTU_BACK:-0} == 1 ]]; then
+    local back_out back
+    back_out=$(proxy_ctl mobile mob handover eth1 wlan0 2>&1)
+    sleep 1.5
+    back=$(pmtu_of "$snode")
+    tb_log "$case $dir: handover back to wlan0 mid-transfer: $back_out; 1.5 s later: ${back:-gone}"
+  fi
 
   # Wait for the end, or (without the fix) for the stall.
   local last=-1 last_t now_b finished=0 start
@@ -149,15 +169,16 @@ for n in "mobile mob" "server srv"; do
   done
   # shellcheck disable=SC2086
   tb_log "${n% *} ICMP counters: $(for c in MpIcmpPtbRx MpIcmpPtbTranslated MpIcmpPtbNotOurs \
-    MpIcmpPtbSeqUnmapped MpIcmpMalformed MpIcmpOther; do printf '%s=%s ' "$c" "$(pcount $n $c)"; done)"
+    MpIcmpPtbSeqUnmapped MpIcmpMalformed MpIcmpOther MpPmtuDfCleared; do printf '%s=%s ' "$c" "$(pcount $n $c)"; done)"
 done
 check_stop srv
 
 # ---- the mobile behind mproxyd, native Linux MPTCP server -------------------------------------
 transfer native up mptcp mobile mob
-transfer native down mptcp server none
+# A control: the native server handles the ICMP of its own subflows (without the fix too).
+((NO_FIX)) || transfer native down mptcp server none
 tb_log "mobile ICMP counters: $(for c in MpIcmpPtbRx MpIcmpPtbTranslated MpIcmpPtbNotOurs \
-  MpIcmpPtbSeqUnmapped MpIcmpMalformed MpIcmpOther; do printf '%s=%s ' "$c" "$(pcount mobile mob $c)"; done)"
+  MpIcmpPtbSeqUnmapped MpIcmpMalformed MpIcmpOther MpPmtuDfCleared; do printf '%s=%s ' "$c" "$(pcount mobile mob $c)"; done)"
 ((NO_FIX)) || mptcp_assert_zero server
 check_stop mob
 tb_finish

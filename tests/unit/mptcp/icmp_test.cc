@@ -452,6 +452,24 @@ TEST_F(PmtuTest, InitialSubflowOnOnePathLowersTheMtu) {
   EXPECT_EQ(engine_.counter(Counter::kIcmpPtbRx), 1u);
   EXPECT_EQ(engine_.counter(Counter::kIcmpPtbTranslated), 1u);
   EXPECT_EQ(engine_.counter(Counter::kMalformed), 0u);
+
+  // The stack now sizes its segments for 1252 bytes (IP + TCP + 12 option bytes + 1200); with our
+  // DSS the packet is 1278 and its route's exception (1252) would refuse it: DF is cleared, the
+  // header checksum stays valid. A segment that still fits keeps DF.
+  Seen big = Out({.seq = kIsnA + 1301,
+                  .ack = kIsnB + 101,
+                  .ts = TimestampsOption{1005, 5010},
+                  .payload = Payload(1200, 4)});
+  ASSERT_GT(big.bytes.size(), 1252u);
+  EXPECT_EQ(big.bytes[6] & 0x40, 0);
+  EXPECT_EQ(RefSum(std::vector<uint8_t>(big.bytes.begin(), big.bytes.begin() + 20)), 0);
+  EXPECT_TRUE(big.checksum_ok);
+  Seen small = Out({.seq = kIsnA + 2501,
+                    .ack = kIsnB + 101,
+                    .ts = TimestampsOption{1006, 5010},
+                    .payload = Payload(1000, 5)});
+  EXPECT_EQ(small.bytes[6] & 0x40, 0x40);
+  EXPECT_EQ(engine_.counter(Counter::kPmtuDfCleared), 1u);
 }
 
 // After a handover the segment went out on the join: its tuple and SSN become the local stack's

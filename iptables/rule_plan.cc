@@ -107,8 +107,7 @@ std::string RemoveText(const RuleConfig& c, Family f) {
   raw.table = "raw";
   raw.jumps = {"PREROUTING " + tag + " -j " + PreChain(c.prefix),
                "OUTPUT " + tag + " -j " + OutChain(c.prefix), PtbHookSpec(c, f)};
-  raw.chains = {PreChain(c.prefix), OutChain(c.prefix), QueueChain(c.prefix),
-                PtbChain(c.prefix)};
+  raw.chains = {PreChain(c.prefix), OutChain(c.prefix), QueueChain(c.prefix), PtbChain(c.prefix)};
   return BuildRemoval(s);
 }
 

@@ -73,7 +73,8 @@ void Engine::OnPacket(Time now, const packet::PacketMeta& meta, packet::MutableB
   if (!parsed) {
     if (!IsOutbound(meta.hook) && OnIcmp(pkt, out)) return;  // path MTU (mptcp/icmp.cc)
     // Not ours to judge: non-TCP, fragments and malformed packets pass unchanged. The rules only
-    // queue selected TCP ports, so this is rare and never a converted flow's packet.
+    // queue selected TCP ports (and path-MTU ICMP, above), so this is rare and never a converted
+    // flow's packet.
     counters_.Inc(Counter::kMalformed);
     return;
   }

@@ -9,11 +9,12 @@
 // table (seed §3.3), and an MTU lowered by what our options may add to a segment. The outer
 // header is left alone: the socket lookup uses only the quote, and the outer destination (a join's
 // local address) is one of ours, so the message is still delivered locally.
+#include "packet/icmp.h"
+
 #include <algorithm>
 
 #include "mptcp/engine.h"
 #include "mptcp/stream_offsets.h"
-#include "packet/icmp.h"
 
 namespace mproxy::mptcp {
 
@@ -148,11 +149,14 @@ void Engine::PmtuOutbound(const FourTuple& local, packet::MutableBytes pkt, Pack
   auto it = conns_.find(local);
   if (it == conns_.end() || it->second->pmtu_told == 0) return;
   const Connection& c = *it->second;
-  packet::MutableBytes ip = out.rewritten ? packet::MutableBytes(out.head.data(), out.head_len) : pkt;
-  const size_t total = out.rewritten ? out.head_len + (pkt.size() - std::min(pkt.size(), out.tail_offset))
-                                     : pkt.size();
+  packet::MutableBytes ip =
+      out.rewritten ? packet::MutableBytes(out.head.data(), out.head_len) : pkt;
+  const size_t total = out.rewritten
+                           ? out.head_len + (pkt.size() - std::min(pkt.size(), out.tail_offset))
+                           : pkt.size();
   if (total <= c.pmtu_told || ip.size() < packet::kIpv4MinHeader || (ip[0] >> 4) != 4) return;
-  const packet::Bytes src = packet::Bytes(ip).subspan(12, 4), dst = packet::Bytes(ip).subspan(16, 4);
+  const packet::Bytes src = packet::Bytes(ip).subspan(12, 4),
+                      dst = packet::Bytes(ip).subspan(16, 4);
   if (!std::equal(src.begin(), src.end(), c.tuple.src.bytes().begin()) ||
       !std::equal(dst.begin(), dst.end(), c.tuple.dst.bytes().begin())) {
     return;  // on a join

@@ -71,11 +71,16 @@ uint32_t PseudoSum(const IcmpPtb& m) {
 
 std::string_view Name(IcmpKind k) {
   switch (k) {
-    case IcmpKind::kNotIcmp: return "not-icmp";
-    case IcmpKind::kOther: return "other";
-    case IcmpKind::kMalformed: return "malformed";
-    case IcmpKind::kPtbOtherProtocol: return "ptb-other-protocol";
-    case IcmpKind::kPacketTooBig: return "packet-too-big";
+    case IcmpKind::kNotIcmp:
+      return "not-icmp";
+    case IcmpKind::kOther:
+      return "other";
+    case IcmpKind::kMalformed:
+      return "malformed";
+    case IcmpKind::kPtbOtherProtocol:
+      return "ptb-other-protocol";
+    case IcmpKind::kPacketTooBig:
+      return "packet-too-big";
   }
   return "?";
 }
@@ -200,7 +205,8 @@ bool RewriteIcmpPtb(MutableBytes pkt, IcmpPtb& m, const QuoteRewrite& r) {
 
 bool ClearIpv4Df(MutableBytes ip) {
   uint16_t frag = 0, csum = 0;
-  if (ip.size() < kIpv4MinHeader || (ip[0] >> 4) != 4 || !Load16(ip, 6, frag) || !(frag & 0x4000u)) {
+  if (ip.size() < kIpv4MinHeader || (ip[0] >> 4) != 4 || !Load16(ip, 6, frag) ||
+      !(frag & 0x4000u)) {
     return false;
   }
   const uint16_t cleared = static_cast<uint16_t>(frag & ~0x4000u);

@@ -50,9 +50,9 @@ enum class IcmpKind : uint8_t {
 // Offsets are from the start of the packet buffer.
 struct IcmpPtb {
   IpView outer;
-  size_t icmp_offset = 0;  // == outer.l4_offset
-  size_t icmp_len = 0;     // ICMP message bytes (outer IP length; a link trailer excluded)
-  uint32_t mtu = 0;        // IPv4: the 16-bit next-hop MTU (0 from a pre-RFC 1191 router)
+  size_t icmp_offset = 0;       // == outer.l4_offset
+  size_t icmp_len = 0;          // ICMP message bytes (outer IP length; a link trailer excluded)
+  uint32_t mtu = 0;             // IPv4: the 16-bit next-hop MTU (0 from a pre-RFC 1191 router)
   size_t quote_offset = 0;      // the quoted IP header
   size_t quote_ip_len = 0;      // its length (IHL * 4, or 40)
   size_t quote_tcp_offset = 0;  // the quoted TCP header
@@ -65,7 +65,7 @@ struct IcmpPtb {
 
 struct IcmpParse {
   IcmpKind kind = IcmpKind::kNotIcmp;
-  IcmpPtb ptb;  // valid when kind == kPacketTooBig
+  IcmpPtb ptb;           // valid when kind == kPacketTooBig
   std::string_view why;  // for kMalformed: what was wrong (static text)
 };
 

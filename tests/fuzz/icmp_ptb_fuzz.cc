@@ -50,8 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(again.ptb.quoted == t && again.ptb.mtu == mtu && again.ptb.seq == m.seq);
     Check(IcmpChecksumOk(pkt, again.ptb));
     if (m.family() == IpFamily::kV4 && quote_ip_ok) {
-      Check(checksum::IsValidSum(
-          checksum::Sum(Bytes(pkt).subspan(m.quote_offset, m.quote_ip_len))));
+      Check(
+          checksum::IsValidSum(checksum::Sum(Bytes(pkt).subspan(m.quote_offset, m.quote_ip_len))));
     }
     // Nothing outside the edited fields changed.
     const size_t q = m.quote_offset, tcp = m.quote_tcp_offset, icmp = m.icmp_offset;

@@ -34,7 +34,8 @@ constexpr std::string_view kDefaultInstall =
 // IPv6: the same but for the ICMPv6 packet-too-big hook (RFC 8201).
 std::string V6(std::string_view v4) {
   std::string s(v4);
-  const std::string from = "-p icmp -m icmp --icmp-type 3/4", to = "-p ipv6-icmp -m icmp6 --icmpv6-type 2";
+  const std::string from = "-p icmp -m icmp --icmp-type 3/4";
+  const std::string to = "-p ipv6-icmp -m icmp6 --icmpv6-type 2";
   for (size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) {
     s.replace(i, from.size(), to);
   }

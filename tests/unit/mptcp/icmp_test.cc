@@ -342,8 +342,18 @@ std::vector<uint8_t> Ptb(const std::vector<uint8_t>& segment, const IpAddress& r
   std::vector<uint8_t> pkt;
   if (v4) {
     const size_t total = 20 + msg.size();
-    pkt = {0x45, 0xc0, static_cast<uint8_t>(total >> 8), static_cast<uint8_t>(total), 0, 0, 0, 0,
-           64, 1, 0, 0};
+    pkt = {0x45,
+           0xc0,
+           static_cast<uint8_t>(total >> 8),
+           static_cast<uint8_t>(total),
+           0,
+           0,
+           0,
+           0,
+           64,
+           1,
+           0,
+           0};
     pkt.insert(pkt.end(), src.begin(), src.end());
     pkt.insert(pkt.end(), dst.begin(), dst.end());
     const uint16_t hc = RefSum(pkt);
@@ -354,7 +364,7 @@ std::vector<uint8_t> Ptb(const std::vector<uint8_t>& segment, const IpAddress& r
     msg[3] = static_cast<uint8_t>(c);
   } else {
     pkt = {0x60, 0, 0, 0, static_cast<uint8_t>(msg.size() >> 8), static_cast<uint8_t>(msg.size()),
-           58, 64};
+           58,   64};
     pkt.insert(pkt.end(), src.begin(), src.end());
     pkt.insert(pkt.end(), dst.begin(), dst.end());
     std::vector<uint8_t> ph(pkt.begin() + 8, pkt.begin() + 40);
@@ -608,10 +618,10 @@ TEST_F(PmtuTest, WithoutTimestampsTheMtuDropsByTheWholeOptionArea) {
 // IPv6: the lowered MTU is never below 1280, which Linux would ignore (tcp_v6_err()).
 TEST_F(PmtuTest, Ipv6PacketTooBigIsTranslatedAndFloored) {
   const FourTuple t{Addr("2001:db8:1::2"), Addr("2001:db8:3::2"), 40001, 5201};
-  (void)Run(Hook::kLocalOut, Build(t, {.seq = kIsnA,
-                                       .flags = tcp_flags::kSyn,
-                                       .mss = 1440,
-                                       .ts = TimestampsOption{1, 0}}));
+  (void)Run(
+      Hook::kLocalOut,
+      Build(t,
+            {.seq = kIsnA, .flags = tcp_flags::kSyn, .mss = 1440, .ts = TimestampsOption{1, 0}}));
   MpCapable synack;
   synack.form = MpCapable::Form::kSynAck;
   synack.sender_key = kKeyB;

@@ -55,8 +55,7 @@ TEST(IcmpPtb, ParsesIpv4FragNeeded) {
   EXPECT_EQ(r.ptb.quote_offset, 28u);
   EXPECT_EQ(r.ptb.quote_tcp_offset, 48u);
   EXPECT_EQ(r.ptb.quote_tcp_len, 8u);
-  EXPECT_EQ(r.ptb.quoted,
-            (FourTuple{Addr("198.18.0.1"), Addr("198.18.0.2"), 40000, 5201}));
+  EXPECT_EQ(r.ptb.quoted, (FourTuple{Addr("198.18.0.1"), Addr("198.18.0.2"), 40000, 5201}));
   EXPECT_EQ(r.ptb.seq, 0x01020305u);
   EXPECT_TRUE(IcmpChecksumOk(pkt, r.ptb));
   EXPECT_EQ(IcmpChecksum(pkt, r.ptb), 0x42eb);
@@ -68,8 +67,7 @@ TEST(IcmpPtb, ParsesIpv6PacketTooBig) {
   ASSERT_EQ(r.kind, IcmpKind::kPacketTooBig) << r.why;
   EXPECT_EQ(r.ptb.family(), IpFamily::kV6);
   EXPECT_EQ(r.ptb.mtu, 1280u);
-  EXPECT_EQ(r.ptb.quoted,
-            (FourTuple{Addr("2001:db8::1"), Addr("2001:db8::2"), 40000, 5201}));
+  EXPECT_EQ(r.ptb.quoted, (FourTuple{Addr("2001:db8::1"), Addr("2001:db8::2"), 40000, 5201}));
   EXPECT_EQ(r.ptb.seq, 0x80000000u);
   EXPECT_TRUE(IcmpChecksumOk(pkt, r.ptb));
   EXPECT_EQ(IcmpChecksum(pkt, r.ptb), 0xa53d);

@@ -17,16 +17,27 @@ std::string Hex(uint32_t v) {
   return buf;
 }
 
-// One family's install text. IPv4 and IPv6 rules are textually identical today (loopback is "lo"
-// in both, -p tcp skips IPv6 extension headers in ip6tables); the family parameter is kept so a
-// difference has an obvious home.
-std::string InstallText(const RuleConfig& c, const std::vector<uint16_t>& ports, Family) {
+// The hook jump for inbound path-MTU messages: ICMP "fragmentation needed" (type 3 code 4, RFC
+// 1191) and ICMPv6 "packet too big" (type 2, RFC 8201), nothing else. The engine translates the
+// ones about our segments (mptcp/icmp.cc).
+std::string PtbHookSpec(const RuleConfig& c, Family f) {
+  const std::string match = f == Family::kIpv4 ? "-p icmp -m icmp --icmp-type 3/4"
+                                               : "-p ipv6-icmp -m icmp6 --icmpv6-type 2";
+  return "PREROUTING " + match + " -m comment --comment " + std::string(kRuleComment) + " -j " +
+         PtbChain(c.prefix);
+}
+
+// One family's install text. The TCP rules are textually identical for both (loopback is "lo" in
+// both, -p tcp skips IPv6 extension headers in ip6tables); the ICMP hook differs.
+std::string InstallText(const RuleConfig& c, const std::vector<uint16_t>& ports, Family f) {
   const std::string pre = PreChain(c.prefix), out = OutChain(c.prefix), q = QueueChain(c.prefix);
+  const std::string ptb = PtbChain(c.prefix);
   const std::string mark = "-m mark --mark " + Hex(c.skip_mark) + "/" + Hex(c.skip_mark);
   std::string t = "*raw\n";
   t += ":" + pre + " - [0:0]\n";
   t += ":" + out + " - [0:0]\n";
   t += ":" + q + " - [0:0]\n";
+  t += ":" + ptb + " - [0:0]\n";
 
   for (const auto& [chain, dir] : {std::pair{pre, "-i"}, std::pair{out, "-o"}}) {
     // Loopback first (pitfall 9): local traffic never needs rewriting. In raw OUTPUT the route is
@@ -55,9 +66,19 @@ std::string InstallText(const RuleConfig& c, const std::vector<uint16_t>& ports,
     }
   }
 
+  const std::string nfq = "-j NFQUEUE --queue-num " + std::to_string(c.queue_num);
+  // Path MTU messages: never loopback-excluded, because a rewritten segment re-routed onto a
+  // smaller-MTU interface gets its frag-needed from this host itself, over lo (ip_fragment() ->
+  // icmp_send()). Always --queue-bypass, whatever the fail policy: a dead daemon must not
+  // black-hole path MTU discovery of plain flows. Not NOTRACKed: conntrack only relates them.
+  for (const auto& ifname : c.exclude_ifaces) {
+    if (ifname == "lo") continue;
+    t += "-A " + ptb + " -i " + ifname + " -j RETURN\n";
+  }
+  t += "-A " + ptb + " " + nfq + " --queue-bypass\n";
+
   // Conntrack must not see rewritten sequence numbers (pitfall 7).
   t += "-A " + q + " -j CT --notrack\n";
-  const std::string nfq = "-j NFQUEUE --queue-num " + std::to_string(c.queue_num);
   if (c.fail == FailPolicy::kClosedEstablished) {
     // Pitfall 8: only handshake packets (SYN and SYN/ACK) may skip a dead daemon, so new
     // connections still open; every other packet of a selected flow is dropped rather than leaked
@@ -72,20 +93,21 @@ std::string InstallText(const RuleConfig& c, const std::vector<uint16_t>& ports,
   const std::string tag = "-p tcp -m comment --comment " + std::string(kRuleComment);
   t += "-A PREROUTING " + tag + " -j " + pre + "\n";
   t += "-A OUTPUT " + tag + " -j " + out + "\n";
+  t += "-A " + PtbHookSpec(c, f) + "\n";
   t += "COMMIT\n";
   return t;
 }
 
 // Removal mirrors the install exactly (the hooks by rule spec, then our chains), in the same
 // format the stale sweep emits, so both paths are exercised by the same restore grammar.
-std::string RemoveText(const RuleConfig& c) {
+std::string RemoveText(const RuleConfig& c, Family f) {
   const std::string tag = "-p tcp -m comment --comment " + std::string(kRuleComment);
   StaleSet s;
   StaleTable& raw = s.tables.emplace_back();
   raw.table = "raw";
   raw.jumps = {"PREROUTING " + tag + " -j " + PreChain(c.prefix),
-               "OUTPUT " + tag + " -j " + OutChain(c.prefix)};
-  raw.chains = {PreChain(c.prefix), OutChain(c.prefix), QueueChain(c.prefix)};
+               "OUTPUT " + tag + " -j " + OutChain(c.prefix), PtbHookSpec(c, f)};
+  raw.chains = {PreChain(c.prefix), OutChain(c.prefix), QueueChain(c.prefix), PtbChain(c.prefix)};
   return BuildRemoval(s);
 }
 
@@ -94,6 +116,7 @@ std::string RemoveText(const RuleConfig& c) {
 std::string PreChain(std::string_view prefix) { return std::string(prefix) + "-PRE"; }
 std::string OutChain(std::string_view prefix) { return std::string(prefix) + "-OUT"; }
 std::string QueueChain(std::string_view prefix) { return std::string(prefix) + "-Q"; }
+std::string PtbChain(std::string_view prefix) { return std::string(prefix) + "-PTB"; }
 
 Result<void> Validate(const RuleConfig& c) {
   if (c.prefix.empty() || c.prefix.size() > kMaxPrefixLen || !IsAlpha(c.prefix[0])) {
@@ -131,11 +154,11 @@ RulePlan BuildPlan(const RuleConfig& c) {
   RulePlan plan;
   if (c.ipv4) {
     plan.install_v4 = InstallText(c, ports, Family::kIpv4);
-    plan.remove_v4 = RemoveText(c);
+    plan.remove_v4 = RemoveText(c, Family::kIpv4);
   }
   if (c.ipv6) {
     plan.install_v6 = InstallText(c, ports, Family::kIpv6);
-    plan.remove_v6 = RemoveText(c);
+    plan.remove_v6 = RemoveText(c, Family::kIpv6);
   }
   return plan;
 }

@@ -9,6 +9,9 @@
 //                       (mark & skip_mark) == skip_mark   -> CT --notrack, RETURN (our raw socket)
 //                       selected ports (or all TCP)       -> <P>-Q
 //   <P>-Q:              CT --notrack, then NFQUEUE --queue-num N [--queue-bypass]
+//   raw PREROUTING  -p icmp --icmp-type 3/4 (v4) / -p ipv6-icmp --icmpv6-type 2 (v6)
+//                   -m comment --comment mproxy -j <P>-PTB   (path MTU, RFC 1191 / RFC 8201)
+//   <P>-PTB:            excluded interfaces -> RETURN (not lo), NFQUEUE --queue-num N --queue-bypass
 //
 // Why the raw table: it runs before conntrack (priority -300 vs -200), so the queued flows can be
 // NOTRACKed there; conntrack would otherwise judge rewritten sequence numbers INVALID
@@ -23,9 +26,9 @@
 // therefore dropped when nobody listens: a converted flow fails closed instead of leaking
 // untranslated sequence numbers.
 //
-// Nothing outside chains named <prefix>-* is created; the only edits to foreign chains are the two
-// appended jumps, tagged with the comment "mproxy". Install text assumes none of our chains exist:
-// call Executor::RemoveStale() before Executor::Apply().
+// Nothing outside chains named <prefix>-* is created; the only edits to foreign chains are the three
+// appended jumps (two TCP, one ICMP), tagged with the comment "mproxy". Install text assumes none of
+// our chains exist: call Executor::RemoveStale() before Executor::Apply().
 #pragma once
 
 #include <cstdint>
@@ -76,6 +79,7 @@ Result<void> Validate(const RuleConfig& config);
 std::string PreChain(std::string_view prefix);
 std::string OutChain(std::string_view prefix);
 std::string QueueChain(std::string_view prefix);
+std::string PtbChain(std::string_view prefix);  // inbound path-MTU ICMP (see BuildPlan)
 
 // Pure: the same config always yields the same text. Ports are sorted and de-duplicated; a
 // disabled family gets empty strings. Precondition: Validate(config).ok().

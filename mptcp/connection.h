@@ -218,6 +218,10 @@ struct Connection {
   packet::Time last_activity{};
   packet::Time deadline{};  // the engine's timer for this connection
   uint64_t bytes_tx = 0, bytes_rx = 0;
+  // The lowest path MTU we told the local stack (translated frag-needed / packet-too-big; 0: none).
+  // Its route to tuple.dst now holds that value, which the kernel also applies to our rewritten
+  // packets on the initial subflow (mptcp/icmp.cc).
+  uint32_t pmtu_told = 0;
 };
 
 }  // namespace mproxy::mptcp

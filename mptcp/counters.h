@@ -147,7 +147,15 @@ namespace mproxy::mptcp {
   X(kAddAddrRetx, "MpAddAddrRetx")               /* our ADD_ADDR again: no echo yet */     \
   X(kAddAddrGaveUp, "MpAddAddrGaveUp")           /* never echoed after all retransmissions */ \
   X(kAddAddrNoRoom, "MpAddAddrNoRoom")           /* no subflow or option room to send it on */ \
-  X(kAnnounceRemoveTx, "MpAnnounceRemoveTx")     /* REMOVE_ADDR: an announced address went */
+  X(kAnnounceRemoveTx, "MpAnnounceRemoveTx")     /* REMOVE_ADDR: an announced address went */ \
+  X(kIcmpPtbRx, "MpIcmpPtbRx")                   /* frag-needed / packet-too-big received */ \
+  X(kIcmpPtbTranslated, "MpIcmpPtbTranslated")   /* ours: quote and MTU rewritten */        \
+  X(kIcmpPtbNotOurs, "MpIcmpPtbNotOurs")         /* not a converted flow's segment: passed */ \
+  X(kIcmpPtbSeqUnmapped, "MpIcmpPtbSeqUnmapped") /* SSN not in the SEND table: snd_una used */ \
+  X(kIcmpPtbV6Floor, "MpIcmpPtbV6Floor")         /* lowered MTU raised to 1280 (RFC 8200) */ \
+  X(kIcmpMalformed, "MpIcmpMalformed")           /* unusable PTB or bad checksum: passed */  \
+  X(kIcmpOther, "MpIcmpOther")                   /* other ICMP type: passed */               \
+  X(kPmtuDfCleared, "MpPmtuDfCleared") /* initial-subflow packet over the told MTU: DF off */
 
 enum class Counter : size_t {
 #define MPROXY_X(e, n) e,

@@ -71,14 +71,19 @@ void Engine::OnPacket(Time now, const packet::PacketMeta& meta, packet::MutableB
   out.Reset();
   auto parsed = packet::ParseTcpPacket(pkt, meta);
   if (!parsed) {
+    if (!IsOutbound(meta.hook) && OnIcmp(pkt, out)) return;  // path MTU (mptcp/icmp.cc)
     // Not ours to judge: non-TCP, fragments and malformed packets pass unchanged. The rules only
-    // queue selected TCP ports, so this is rare and never a converted flow's packet.
+    // queue selected TCP ports (and path-MTU ICMP, above), so this is rare and never a converted
+    // flow's packet.
     counters_.Inc(Counter::kMalformed);
     return;
   }
   TcpPacket& p = *parsed;
   if (IsOutbound(meta.hook)) {
+    // After a translated frag-needed (mptcp/icmp.cc), the stack's route holds the lowered MTU.
+    const std::optional<FourTuple> pmtu = any_pmtu_told_ ? std::optional(p.tuple()) : std::nullopt;
     OnOutbound(now, p, out, actions);
+    if (pmtu) PmtuOutbound(*pmtu, pkt, out);
   } else {
     OnInbound(now, p, out, actions);
   }

@@ -184,6 +184,13 @@ class Engine final : public packet::Engine {
                   packet::Actions& actions);
   void OnInbound(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out,
                  packet::Actions& actions);
+  // An inbound ICMP frag-needed / packet-too-big about one of our segments, translated to the
+  // local stack's view (mptcp/icmp.cc). False: not ICMP (the caller's malformed case).
+  bool OnIcmp(packet::MutableBytes pkt, packet::PacketOut& out);
+  // An outbound packet of connection `local` (the stack's tuple) after a translated PTB: see
+  // mptcp/icmp.cc.
+  void PmtuOutbound(const packet::FourTuple& local, packet::MutableBytes pkt,
+                    packet::PacketOut& out);
 
   // Outbound, per state.
   void OutboundSyn(packet::Time now, packet::TcpPacket& p, packet::PacketOut& out);
@@ -367,6 +374,7 @@ class Engine final : public packet::Engine {
   std::map<uint64_t, HandoverJob> handovers_;
   uint64_t next_handover_ = 1;
   packet::Time clock_{};  // the latest time passed in (for bookkeeping only)
+  bool any_pmtu_told_ = false;  // some connection got a translated PTB (mptcp/icmp.cc)
 };
 
 }  // namespace mproxy::mptcp

@@ -97,6 +97,48 @@ PACKETS = {
         bytes([1, 1, 8, 10]) + struct.pack("!II", 0x0A0B0C0E, 0x01010101), b"GET / HTTP/1.0\r\n\r\n!", ph)),
 }
 
+
+
+# --- ICMP frag-needed / packet-too-big (RFC 1191 §4, RFC 4443 §3.2) quoting a TCP segment ------
+def icmp4(src, dst, typ, code, rest4, body):
+    msg = struct.pack("!BBH", typ, code, 0) + rest4 + body
+    msg = msg[:2] + struct.pack("!H", finish(csum_sum(msg))) + msg[4:]
+    s, d = v4(src), v4(dst)
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(msg), 0x4321, 0, 64, 1, 0, s, d)
+    h = h[:10] + struct.pack("!H", finish(csum_sum(h))) + h[12:]
+    return h + msg
+
+
+def icmp6(src, dst, typ, code, rest4, body):
+    s, d = v6(src), v6(dst)
+    msg = struct.pack("!BBH", typ, code, 0) + rest4 + body
+    ph = s + d + struct.pack("!IxxxB", len(msg), 58)
+    msg = msg[:2] + struct.pack("!H", finish(csum_sum(ph + msg))) + msg[4:]
+    return struct.pack("!IHBB16s16s", 0x60000000, len(msg), 58, 64, s, d) + msg
+
+
+# The quoted segment: a full-size data segment as the router saw it (length field 1500), of which
+# the router quotes the start (Linux: as much as fits in 576 bytes for IPv4, 1280 for IPv6).
+_Q4 = ipv4("198.18.0.1", "198.18.0.2", lambda ph: tcp(
+    40000, 5201, 0x01020305, 0x0A0B0C0E, 0x18, 502,
+    bytes([1, 1, 8, 10]) + struct.pack("!II", 0x0A0B0C0E, 0x01010101), b"x" * 1448, ph))
+_Q6 = ipv6("2001:db8::1", "2001:db8::2", lambda ph: tcp(
+    40000, 5201, 0x80000000, 0x7FFFFFFF, 0x18, 1024,
+    bytes([1, 1, 8, 10]) + struct.pack("!II", 100, 200), b"y" * 1388, ph))
+ICMP_PACKETS = {
+    # 198.18.9.1 (router) -> 198.18.0.1: frag needed, next-hop MTU 1280, 548-byte quote.
+    "icmp4_frag_needed": icmp4("198.18.9.1", "198.18.0.1", 3, 4, struct.pack("!HH", 0, 1280),
+                               _Q4[:548]),
+    # The RFC 792 minimum: IP header + 8 bytes of TCP.
+    "icmp4_quote8": icmp4("198.18.9.1", "198.18.0.1", 3, 4, struct.pack("!HH", 0, 1400), _Q4[:28]),
+    # 2001:db8::9 -> 2001:db8::1: packet too big, MTU 1400, 1232-byte quote.
+    "icmp6_packet_too_big": icmp6("2001:db8::9", "2001:db8::1", 2, 0, struct.pack("!I", 1400),
+                                  _Q6[:1232]),
+    "icmp6_quote8": icmp6("2001:db8::9", "2001:db8::1", 2, 0, struct.pack("!I", 1280), _Q6[:48]),
+    # Not ours: an echo request.
+    "icmp4_echo": icmp4("198.18.9.1", "198.18.0.1", 8, 0, struct.pack("!HH", 1, 1), b"ping"),
+}
+
 # tcp_options_fuzz input: one byte selecting the edits, then the option area.
 OPTION_SEEDS = {
     "syn": b"\x1b" + SYN_OPTS,
@@ -205,7 +247,7 @@ def engine_seeds():
 
 def main():
     if "--hex" in sys.argv:
-        for name, pkt in PACKETS.items():
+        for name, pkt in list(PACKETS.items()) + list(ICMP_PACKETS.items()):
             print(name, pkt.hex())
         return
     nfq = {
@@ -214,6 +256,7 @@ def main():
         "truncated": nfq_packet(PACKETS["ipv4_data"], 0, cap_len=9000, mark=0x42),
     }
     for sub, items in (("packet_parse_fuzz", PACKETS), ("tcp_options_fuzz", OPTION_SEEDS),
+                       ("icmp_ptb_fuzz", ICMP_PACKETS),
                        ("rtnetlink_fuzz", RTNL_SEEDS), ("nfqueue_message_fuzz", nfq),
                        ("control_protocol_fuzz", control_seeds()),
                        ("mptcp_engine_fuzz", engine_seeds())):

@@ -40,7 +40,7 @@ dump() {
 }
 # A dump without prefix MPT's chains, their rules and the tagged hook jumps (not with a plain
 # "grep -v MPT-": a foreign comment below quotes one of our jumps on purpose).
-strip_mpt() { grep -v -E -e '^(:MPT-|-A MPT-)' -e '--comment mproxy -j MPT-(PRE|OUT)$'; }
+strip_mpt() { grep -v -E -e '^(:MPT-|-A MPT-)' -e '--comment mproxy -j MPT-(PRE|OUT|PTB)$'; }
 same_as_before() {
   local now
   now=$(dump)
@@ -74,10 +74,16 @@ tb_check "apply" in_ns "$RULES" apply "${OPTS[@]}"
 AFTER=$(dump)
 tb_check "apply created our chains in both families" \
   test "$(grep -c -E '^:MPT-(PRE|OUT|Q) ' <<<"$AFTER")" -eq 6
-tb_check "apply touched nothing but MPT-* chains and the two tagged jumps" \
+tb_check "apply created the path-MTU chain in both families" \
+  test "$(grep -c -E '^:MPT-PTB ' <<<"$AFTER")" -eq 2
+tb_check "path-MTU hooks: ICMP frag-needed (v4) and packet-too-big (v6) only" \
+  test "$(grep -c -E -e '-p icmp -m icmp --icmp-type 3/4 -m comment --comment mproxy -j MPT-PTB$' \
+    -e '-p ipv6-icmp -m icmp6 --icmpv6-type 2 -m comment --comment mproxy -j MPT-PTB$' \
+    <<<"$AFTER")" -eq 2
+tb_check "apply touched nothing but MPT-* chains and the three tagged jumps" \
   test "$(strip_mpt <<<"$AFTER")" == "$BEFORE"
 tb_check "hook jumps carry the mproxy comment" \
-  test "$(grep -c -e '-m comment --comment mproxy -j MPT-' <<<"$AFTER")" -eq 4
+  test "$(grep -c -e '-m comment --comment mproxy -j MPT-' <<<"$AFTER")" -eq 6
 tb_check "remove" in_ns "$RULES" remove "${OPTS[@]}"
 tb_check "apply + remove: iptables-save identical" same_as_before
 tb_check "remove again (nothing installed) succeeds" in_ns "$RULES" remove "${OPTS[@]}"
@@ -86,7 +92,7 @@ tb_check "  ... and changes nothing" same_as_before
 # A crashed daemon: rules applied by one process, swept by a new one that knows only the prefix.
 tb_check "crash: apply" in_ns "$RULES" apply "${OPTS[@]}"
 out=$(in_ns "$RULES" stale --prefix MPT)
-tb_check "crash: stale sweep reports 6 chains ($out)" test "$out" == "removed 6 chain(s)"
+tb_check "crash: stale sweep reports 8 chains ($out)" test "$out" == "removed 8 chain(s)"
 tb_check "crash: iptables-save identical" same_as_before
 out=$(in_ns "$RULES" stale --prefix MPT)
 tb_check "sweep on a clean host removes nothing ($out)" test "$out" == "removed 0 chain(s)"
@@ -111,7 +117,7 @@ tb_check "  ... iptables-save identical" same_as_before
 # Default prefix MPROXY next to the foreign chain MPROXYX.
 tb_check "default prefix: apply" in_ns "$RULES" apply
 out=$(in_ns "$RULES" stale)
-tb_check "default prefix: sweep removes 6 chains, not MPROXYX ($out)" test "$out" == "removed 6 chain(s)"
+tb_check "default prefix: sweep removes 8 chains, not MPROXYX ($out)" test "$out" == "removed 8 chain(s)"
 tb_check "  ... iptables-save identical (MPROXYX kept)" same_as_before
 
 out=$(in_ns "$RULES" apply --prefix "BAD-PREFIX" 2>&1)
@@ -179,6 +185,30 @@ tb_check "fail-open, no daemon: v4 connection works (queue bypass)" fetch mobile
 tb_check "fail-open, no daemon: v6 connection works" fetch mobile "$S6" 5201
 q=$(rule_pkts MPT-Q NFQUEUE)
 tb_check "fail-open: packets went through the queue rule ($q)" test "${q:-0}" -gt 0
+# Path MTU: a frag-needed from the router reaches the PTB chain's queue rule (and, with no
+# daemon, bypasses it), an echo request does not.
+send_icmp() {  # TYPE CODE: an ICMP message from the router to the mobile
+  tb_exec router python3 -c '
+import socket, struct, sys
+def csum(b):
+    b += b"\0" * (len(b) % 2); s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+t, c, dst = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+quote = bytes.fromhex("450005dc000040004006000000000000000000009c40145101020305")
+msg = struct.pack("!BBHHH", t, c, 0, 0, 1280) + quote
+msg = msg[:2] + struct.pack("!H", csum(msg)) + msg[4:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.sendto(msg, (dst, 0))' "$1" "$2" "$M4"
+}
+ptb0=$(rule_pkts MPT-PTB NFQUEUE)
+send_icmp 8 0
+ptb1=$(rule_pkts MPT-PTB NFQUEUE)
+send_icmp 3 4
+send_icmp 3 4
+ptb2=$(rule_pkts MPT-PTB NFQUEUE)
+tb_check "path MTU: echo not queued (${ptb0:-0} -> ${ptb1:-0}), frag-needed queued (-> ${ptb2:-0})" \
+  test "$((${ptb1:-0} - ${ptb0:-0}))" -eq 0 -a "$((${ptb2:-0} - ${ptb1:-0}))" -eq 2
 tb_check "remove" tb_exec mobile "$RULES" remove --prefix MPT --queue 3 --ports 5201
 
 CLOSED=(--prefix MPT --queue 3 --ports 5201 --fail closed)

@@ -14,6 +14,7 @@ constexpr std::string_view kDefaultInstall =
     ":MPROXY-PRE - [0:0]\n"
     ":MPROXY-OUT - [0:0]\n"
     ":MPROXY-Q - [0:0]\n"
+    ":MPROXY-PTB - [0:0]\n"
     "-A MPROXY-PRE -i lo -j RETURN\n"
     "-A MPROXY-PRE -m mark --mark 0x4d50/0x4d50 -j CT --notrack\n"
     "-A MPROXY-PRE -m mark --mark 0x4d50/0x4d50 -j RETURN\n"
@@ -22,22 +23,38 @@ constexpr std::string_view kDefaultInstall =
     "-A MPROXY-OUT -m mark --mark 0x4d50/0x4d50 -j CT --notrack\n"
     "-A MPROXY-OUT -m mark --mark 0x4d50/0x4d50 -j RETURN\n"
     "-A MPROXY-OUT -p tcp -j MPROXY-Q\n"
+    "-A MPROXY-PTB -j NFQUEUE --queue-num 0 --queue-bypass\n"
     "-A MPROXY-Q -j CT --notrack\n"
     "-A MPROXY-Q -j NFQUEUE --queue-num 0 --queue-bypass\n"
     "-A PREROUTING -p tcp -m comment --comment mproxy -j MPROXY-PRE\n"
     "-A OUTPUT -p tcp -m comment --comment mproxy -j MPROXY-OUT\n"
+    "-A PREROUTING -p icmp -m icmp --icmp-type 3/4 -m comment --comment mproxy -j MPROXY-PTB\n"
     "COMMIT\n";
+
+// IPv6: the same but for the ICMPv6 packet-too-big hook (RFC 8201).
+std::string V6(std::string_view v4) {
+  std::string s(v4);
+  const std::string from = "-p icmp -m icmp --icmp-type 3/4";
+  const std::string to = "-p ipv6-icmp -m icmp6 --icmpv6-type 2";
+  for (size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) {
+    s.replace(i, from.size(), to);
+  }
+  return s;
+}
 
 constexpr std::string_view kDefaultRemove =
     "*raw\n"
     "-D PREROUTING -p tcp -m comment --comment mproxy -j MPROXY-PRE\n"
     "-D OUTPUT -p tcp -m comment --comment mproxy -j MPROXY-OUT\n"
+    "-D PREROUTING -p icmp -m icmp --icmp-type 3/4 -m comment --comment mproxy -j MPROXY-PTB\n"
     "-F MPROXY-PRE\n"
     "-F MPROXY-OUT\n"
     "-F MPROXY-Q\n"
+    "-F MPROXY-PTB\n"
     "-X MPROXY-PRE\n"
     "-X MPROXY-OUT\n"
     "-X MPROXY-Q\n"
+    "-X MPROXY-PTB\n"
     "COMMIT\n";
 
 TEST(RulePlanTest, DefaultConfigQueuesAllTcpFailOpenBothFamilies) {
@@ -45,9 +62,9 @@ TEST(RulePlanTest, DefaultConfigQueuesAllTcpFailOpenBothFamilies) {
   ASSERT_TRUE(Validate(c).ok());
   RulePlan p = BuildPlan(c);
   EXPECT_EQ(p.install_v4, kDefaultInstall);
-  EXPECT_EQ(p.install_v6, kDefaultInstall);
+  EXPECT_EQ(p.install_v6, V6(kDefaultInstall));
   EXPECT_EQ(p.remove_v4, kDefaultRemove);
-  EXPECT_EQ(p.remove_v6, kDefaultRemove);
+  EXPECT_EQ(p.remove_v6, V6(kDefaultRemove));
 }
 
 TEST(RulePlanTest, PortsExcludedIfacesAndFailClosed) {
@@ -65,6 +82,7 @@ TEST(RulePlanTest, PortsExcludedIfacesAndFailClosed) {
             ":MPT-PRE - [0:0]\n"
             ":MPT-OUT - [0:0]\n"
             ":MPT-Q - [0:0]\n"
+            ":MPT-PTB - [0:0]\n"
             "-A MPT-PRE -i lo -j RETURN\n"
             "-A MPT-PRE -i docker0 -j RETURN\n"
             "-A MPT-PRE -i veth+ -j RETURN\n"
@@ -77,20 +95,26 @@ TEST(RulePlanTest, PortsExcludedIfacesAndFailClosed) {
             "-A MPT-OUT -m mark --mark 0x10000/0x10000 -j CT --notrack\n"
             "-A MPT-OUT -m mark --mark 0x10000/0x10000 -j RETURN\n"
             "-A MPT-OUT -p tcp -m multiport --ports 80,443 -j MPT-Q\n"
+            // Excluded interfaces, but not lo; bypass even when failing closed.
+            "-A MPT-PTB -i docker0 -j RETURN\n"
+            "-A MPT-PTB -i veth+ -j RETURN\n"
+            "-A MPT-PTB -j NFQUEUE --queue-num 7 --queue-bypass\n"
             "-A MPT-Q -j CT --notrack\n"
             "-A MPT-Q -p tcp --tcp-flags SYN,RST SYN -j NFQUEUE --queue-num 7 "
             "--queue-bypass\n"
             "-A MPT-Q -j NFQUEUE --queue-num 7\n"
             "-A PREROUTING -p tcp -m comment --comment mproxy -j MPT-PRE\n"
             "-A OUTPUT -p tcp -m comment --comment mproxy -j MPT-OUT\n"
+            "-A PREROUTING -p icmp -m icmp --icmp-type 3/4 -m comment --comment mproxy -j MPT-PTB\n"
             "COMMIT\n");
-  EXPECT_EQ(p.install_v6, p.install_v4);
+  EXPECT_EQ(p.install_v6, V6(p.install_v4));
   EXPECT_EQ(p.remove_v4,
             "*raw\n"
             "-D PREROUTING -p tcp -m comment --comment mproxy -j MPT-PRE\n"
             "-D OUTPUT -p tcp -m comment --comment mproxy -j MPT-OUT\n"
-            "-F MPT-PRE\n-F MPT-OUT\n-F MPT-Q\n"
-            "-X MPT-PRE\n-X MPT-OUT\n-X MPT-Q\n"
+            "-D PREROUTING -p icmp -m icmp --icmp-type 3/4 -m comment --comment mproxy -j MPT-PTB\n"
+            "-F MPT-PRE\n-F MPT-OUT\n-F MPT-Q\n-F MPT-PTB\n"
+            "-X MPT-PRE\n-X MPT-OUT\n-X MPT-Q\n-X MPT-PTB\n"
             "COMMIT\n");
 }
 
@@ -151,12 +175,12 @@ TEST(RulePlanTest, EveryInstalledChainIsOursAndEveryForeignChainOnlyGetsTaggedJu
       }
     }
   }
-  EXPECT_EQ(foreign, 2);
+  EXPECT_EQ(foreign, 3);
 }
 
 TEST(RulePlanTest, RemoveTextIsWhatTheStaleSweepWouldEmitForTheInstalledRules) {
   // The save dump lists chains alphabetically, so compare sets, not order: both paths must delete
-  // the same two jumps and the same three chains.
+  // the same three jumps and the same four chains.
   RuleConfig c;
   RulePlan p = BuildPlan(c);
   StaleSet from_install = FindStale(p.install_v4, c.prefix);

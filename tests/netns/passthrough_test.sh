@@ -88,8 +88,10 @@ peer_wait sk
 tb_check "SIGKILL: traffic keeps flowing through the bypass" check_transfer ck sk 1
 proxy_start mobile mob --engine passthrough --ports 5201 --fail-policy open
 tb_check "restart after SIGKILL: daemon runs" proxy_ctl mobile mob status
+# One jump per hook (TCP, and the ICMP packet-too-big one): a second set would be a leftover.
 tb_check "restart: exactly one set of chains (stale ones swept)" bash -c \
-  "[[ \$(ip netns exec $(tb_ns mobile) iptables-save | grep -c '^-A PREROUTING.*MPXMOB') == 1 ]]"
+  "[[ \$(ip netns exec $(tb_ns mobile) iptables-save | grep -c '^-A PREROUTING -p tcp.*MPXMOB') == 1 &&
+      \$(ip netns exec $(tb_ns mobile) iptables-save | grep -c '^-A PREROUTING -p icmp.*MPXMOB') == 1 ]]"
 check_stop mob
 save_rules mobile >"$TB_DIR/mobile.rules.final"
 tb_check "after restart and stop: iptables-save identical to before" diff "$TB_DIR/mobile.rules.before" "$TB_DIR/mobile.rules.final"

@@ -240,7 +240,7 @@ ip -n "$NS" -4 route replace default via 198.18.2.1 dev eth1 metric 250
 ip -n "$NS" -4 route del default via 198.18.2.1 dev eth1 metric 200
 tb_check "main default via eth1 re-added with metric 250: copy follows" \
   wait_for has_route 4 $T_E '^default via 198.18.2.1 dev eth1 .*metric 250'
-tb_check "... and the metric-200 copy is gone" not has_route 4 $T_E 'metric 200'
+tb_check "... and the metric-200 copy is gone" wait_for not has_route 4 $T_E 'metric 200'
 
 # ---- clean stop, crash, sweep -----------------------------------------------------------------
 stop_ok

@@ -201,12 +201,27 @@ handover_e2e() {
     tb_exec mobile timeout 0.8 tcpdump -lni wlan0 "$f" >"$TB_DIR/hw.txt" 2>/dev/null &
     tb_exec mobile timeout 0.8 tcpdump -lni eth1 "$f" >"$TB_DIR/he.txt" 2>/dev/null
     wait $!
-    local w e
+    # New data must leave via eth1; wlan0 may still carry a retransmission of bytes it carried
+    # before (seed §3.2: retransmissions stay on their subflow): every wlan0 data segment must end
+    # at or below the lowest data sequence number seen on eth1 (the DSS "seq ... len ...").
+    local w e new
     w=$(grep -c " > " "$TB_DIR/hw.txt") e=$(grep -c " > " "$TB_DIR/he.txt")
-    if ((w == 0 && e >= 5)); then
-      tb_pass "after the handover the connection's data leaves via eth1 (data segments: wlan0 $w, eth1 $e)"
+    new=$(python3 - "$TB_DIR/hw.txt" "$TB_DIR/he.txt" <<'PY'
+import re, sys
+def dss(path):
+    for line in open(path):
+        m = re.search(r"dss .*?seq (\d+) subseq \d+ len (\d+)", line)
+        if m:
+            yield int(m.group(1)), int(m.group(2))
+eth1 = [s for s, _ in dss(sys.argv[2])]
+low = min(eth1) if eth1 else 0
+print(sum(1 for s, l in dss(sys.argv[1]) if s + l > low))
+PY
+)
+    if ((new == 0 && e >= 5)); then
+      tb_pass "after the handover the connection's new data leaves via eth1 (data segments: wlan0 $w, all retransmissions of its own bytes; eth1 $e)"
     else
-      tb_fail "after the handover: data segments wlan0 $w, eth1 $e"
+      tb_fail "after the handover: data segments wlan0 $w ($new with new data), eth1 $e"
       cat -A "$TB_DIR/hw.txt" | head -5; head -3 "$TB_DIR/he.txt"
     fi
     wait $client

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine_harness.h"
 #include "mptcp/crypto.h"
 #include "mptcp/engine.h"
 #include "mptcp/options.h"
@@ -20,93 +21,12 @@
 namespace mproxy::mptcp {
 namespace {
 
-using namespace packet;  // NOLINT(google-build-using-namespace): test brevity
+using namespace packet;   // NOLINT(google-build-using-namespace): test brevity
+using namespace harness;  // NOLINT(google-build-using-namespace): the shared harness
 using std::chrono::milliseconds;
 
-constexpr uint64_t kKeyB = 0x0102030405060708ULL;  // the peer's key (the native client)
-constexpr uint32_t kIsnA = 1000;                   // local stack's ISN (the plain server)
-constexpr uint32_t kIsnB = 0x70000000;             // peer's ISN on the initial subflow
-constexpr uint32_t kIsnJ = 0xfffffff0;             // peer's ISN on its join
-constexpr uint32_t kNonceB = 0xabcdef01;
-constexpr uint32_t kIfEth = 2, kIfWlan = 3;
-
-IpAddress Addr(const char* s) { return *IpAddress::Parse(s); }
-
-struct Seg {
-  uint32_t seq = 0, ack = 0;
-  uint8_t flags = tcp_flags::kAck;
-  uint16_t window = 500;
-  uint16_t mss = 0;
-  std::optional<TimestampsOption> ts{};
-  std::vector<Option> mptcp{};
-  std::vector<uint8_t> payload{};
-};
-
-std::vector<uint8_t> Build(const FourTuple& t, const Seg& s) {
-  TcpHeader h;
-  h.sport = t.sport;
-  h.dport = t.dport;
-  h.seq = s.seq;
-  h.ack = s.ack;
-  h.flags = s.flags;
-  h.window = s.window;
-  TcpOptionList o;
-  if (s.mss) {
-    EXPECT_TRUE(o.AddMss(s.mss));
-  }
-  if (s.ts) {
-    EXPECT_TRUE(o.AddNop() && o.AddNop() && o.AddTimestamps(*s.ts));
-  }
-  for (const Option& m : s.mptcp) {
-    std::array<uint8_t, 40> buf{};
-    ByteWriter w(buf);
-    EXPECT_TRUE(Emit(m, w));
-    EXPECT_TRUE(o.AddRaw(kMptcpOptionKind, Bytes(buf).subspan(2, w.offset() - 2)));
-  }
-  auto pkt = BuildTcpPacket(t, h, o, s.payload);
-  EXPECT_TRUE(pkt.ok());
-  return pkt.value();
-}
-
-struct Seen {
-  Verdict verdict = Verdict::kAccept;
-  FourTuple tuple;
-  TcpHeader tcp;
-  TcpOptionList options;
-  SegmentOptions mp;
-  std::vector<std::vector<uint8_t>> mptcp_raw;  // each kind-30 option as on the wire
-  size_t option_bytes = 0;                      // TCP header length - 20
-  size_t payload_len = 0;
-  bool checksum_ok = false;
-  bool parsed = false;
-  uint32_t ifindex = 0;
-};
-
-Seen Inspect(Verdict v, std::vector<uint8_t> bytes) {
-  Seen s;
-  s.verdict = v;
-  s.checksum_ok = TcpChecksumOk(bytes);
-  auto p = ParseTcpPacket(MutableBytes(bytes));
-  EXPECT_TRUE(p.ok());
-  if (!p.ok()) return s;
-  s.parsed = true;
-  s.tuple = p->tuple();
-  s.tcp = p->tcp;
-  s.options = p->options;
-  s.option_bytes = p->options.byte_size();
-  s.payload_len = p->payload_len;
-  std::vector<Bytes> raw;
-  for (size_t i = 0; i < p->options.size(); ++i) {
-    if (p->options[i].kind == kMptcpOptionKind) {
-      raw.push_back(p->options[i].raw);
-      s.mptcp_raw.emplace_back(p->options[i].raw.begin(), p->options[i].raw.end());
-    }
-  }
-  s.mp = ParseSegmentOptions(SegmentFlags{p->tcp.has(tcp_flags::kSyn), p->tcp.has(tcp_flags::kAck),
-                                          p->tcp.has(tcp_flags::kRst), p->payload_len > 0},
-                             raw);
-  return s;
-}
+// From engine_harness.h: kKeyB is the native client's key, kIsnA the plain server's ISN (the
+// local stack), kIsnJ the client's ISN on its join.
 
 // RFC 8684 §3.4.1 computed independently of mptcp/crypto: HMAC-SHA256 with key
 // Key-sender || Key-receiver (8 big-endian bytes each) over ID || address || port (0x0000 when the
@@ -134,15 +54,6 @@ std::array<uint8_t, 8> OpensslAddAddrHmac(uint64_t sender, uint64_t receiver, ui
   return last;
 }
 
-std::array<uint8_t, 8> Nonces(uint32_t first, uint32_t second) {
-  std::array<uint8_t, 8> m{};
-  for (int i = 0; i < 4; ++i) {
-    m[i] = static_cast<uint8_t>(first >> (24 - 8 * i));
-    m[4 + i] = static_cast<uint8_t>(second >> (24 - 8 * i));
-  }
-  return m;
-}
-
 struct Family {
   FourTuple tuple;  // local (the plain server behind mproxyd) -> remote (the native client)
   IpAddress other;  // our second interface's address of the same family
@@ -158,12 +69,10 @@ Family V6() {
           Addr("2001:db8:2::2"), Addr("2001:db8:3::2")};
 }
 
-class AnnounceTest : public ::testing::Test {
+class AnnounceTest : public harness::EngineHarness {
  protected:
   explicit AnnounceTest(AnnounceMode mode = AnnounceMode::kAuto)
-      : rng_(7), engine_(Config(mode), rng_) {
-    engine_.SetInterfaces(Interfaces(true));
-  }
+      : EngineHarness(Config(mode), Interfaces(true)) {}
   static EngineConfig Config(AnnounceMode mode) {
     EngineConfig c;
     c.ports = {5201};
@@ -183,60 +92,11 @@ class AnnounceTest : public ::testing::Test {
     return v;
   }
 
-  Seen Run(Hook hook, std::vector<uint8_t> pkt) {
-    PacketOut out;
-    Actions actions;
-    PacketMeta meta;
-    meta.hook = hook;
-    engine_.OnPacket(now_, meta, MutableBytes(pkt), out, actions);
-    Collect(actions);
-    std::vector<uint8_t> result;
-    if (out.rewritten) {
-      result.assign(out.head.begin(), out.head.begin() + static_cast<long>(out.head_len));
-      result.insert(result.end(), pkt.begin() + static_cast<long>(out.tail_offset), pkt.end());
-    } else {
-      result = pkt;
-    }
-    return Inspect(out.verdict, result);
-  }
-  void Collect(Actions& actions) {
-    for (auto& f : actions.forged) {
-      Seen s = Inspect(Verdict::kAccept, f.bytes);
-      EXPECT_TRUE(s.parsed);
-      EXPECT_TRUE(s.checksum_ok);  // every forged packet
-      EXPECT_LE(s.option_bytes, 40u);
-      s.ifindex = f.ifindex;
-      forged_.push_back(s);
-    }
-    actions.Clear();
-  }
-  Seen Out(const Seg& s) { return Run(Hook::kLocalOut, Build(fam_.tuple, s)); }
-  Seen In(const FourTuple& wire, const Seg& s) {
-    return Run(Hook::kPreRouting, Build(wire.Reversed(), s));
-  }
-  Seen In(const Seg& s) { return In(fam_.tuple, s); }
-  std::vector<Seen> TakeForged() { return std::exchange(forged_, {}); }
-  // Advances the clock by `d`, firing each timer at its own time.
-  void Tick(Duration d) {
-    const Time end = now_ + d;
-    while (engine_.NextTimeout() && *engine_.NextTimeout() <= end) {
-      now_ = std::max(now_, *engine_.NextTimeout());
-      Actions a;
-      engine_.OnTimer(now_, a);
-      Collect(a);
-    }
-    now_ = end;
-  }
-  const Connection* Conn() {
-    const Connection* found = nullptr;
-    engine_.ForEachConnection([&](const Connection& c) { found = &c; });
-    return found;
-  }
-  std::vector<SubflowInfo> Subflows() {
-    std::vector<SubflowInfo> v;
-    if (Conn() != nullptr)
-      engine_.ForEachSubflow(*Conn(), [&](const SubflowInfo& i) { v.push_back(i); });
-    return v;
+  FourTuple Wire() const override { return fam_.tuple; }
+  void CheckForged(const Seen& s) override {
+    EXPECT_TRUE(s.parsed);
+    EXPECT_TRUE(s.checksum_ok);  // every forged packet
+    EXPECT_LE(s.option_bytes, 40u);
   }
   static std::vector<const Seen*> AddAddrs(const std::vector<Seen>& v) {
     std::vector<const Seen*> r;
@@ -291,12 +151,6 @@ class AnnounceTest : public ::testing::Test {
   }
 
   Family fam_ = V4();
-  SplitMix64 rng_;
-  Engine engine_;
-  Time now_{};
-  std::vector<Seen> forged_;
-  uint64_t key_a_ = 0, idsn_a_ = 0, idsn_b_ = 0;
-  uint32_t token_a_ = 0;
 };
 
 // Golden bytes: 1e 10 30 ID address(4) HMAC(8) (interop §1.5), on a pure ACK at the stack's

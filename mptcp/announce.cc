@@ -22,12 +22,8 @@ constexpr size_t kTsRoom = 12;
 constexpr size_t kDssAck64 = 12, kDssAck32 = 8;
 constexpr size_t kOptionSpace = 40;
 
-// fe80::/10: link-local, meaningless to the peer.
-bool Announceable(const packet::IpAddress& a) {
-  if (a.is_v4()) return true;
-  const auto b = a.bytes();
-  return !(b[0] == 0xfe && (b[1] & 0xc0) == 0x80);
-}
+// A link-local address is meaningless to the peer.
+bool Announceable(const packet::IpAddress& a) { return !a.is_link_local_v6(); }
 
 }  // namespace
 
@@ -101,11 +97,22 @@ void Engine::Announce(Time now, Connection& c, packet::Actions& actions) {
       ++it;
       continue;
     }
-    if (rm.count < kMaxRemoveIds) rm.ids[rm.count++] = it->id;
+    if (rm.count == kMaxRemoveIds) {
+      ++it;  // one option's worth at a time: the rest goes at the next change
+      continue;
+    }
+    rm.ids[rm.count++] = it->id;
     it = c.announced.erase(it);
   }
-  if (rm.count > 0 && SendRemoveAddr(c, SignalSubflow(c), rm, actions)) {
-    counters_.Inc(Counter::kAnnounceRemoveTx);
+  if (rm.count > 0) {
+    const bool pending = std::any_of(rm.list().begin(), rm.list().end(), [&](uint8_t id) {
+      return std::find(c.removed_ids.begin(), c.removed_ids.end(), id) == c.removed_ids.end();
+    });
+    if (SendRemoveAddr(c, SignalSubflow(c), rm, actions)) {
+      counters_.Inc(Counter::kAnnounceRemoveTx);
+    } else if (pending) {
+      counters_.Inc(Counter::kAnnounceRemoveNoRoom);  // no subflow could carry it
+    }
   }
   // New: ADD_ADDR with the ID our MP_JOINs and REMOVE_ADDRs use for the address (AddressId is
   // stable for the engine's lifetime), so a later REMOVE_ADDR or a passive join names the same.

@@ -119,6 +119,7 @@ namespace mproxy::mptcp {
   X(kTxSameSubflow, "MpTxSameSubflow")           /* retransmission on its first subflow */  \
   X(kTxMovedSubflow, "MpTxMovedSubflow")         /* retransmission at fresh SSN space */    \
   X(kTxGapReserved, "MpTxGapReserved")  /* out-of-order local segment: SSNs kept for the gap */ \
+  X(kTxGapNotReserved, "MpTxGapNotReserved")  /* gap too large or already mapped: not kept */ \
   X(kTxStaleSubflow, "MpTxStaleSubflow")         /* head unacked: subflow retired */        \
   X(kTxStraddleSplit, "MpTxStraddleSplit")       /* retx sent piecewise on its subflows */  \
   X(kTsOffsetAdjusted, "MpTsOffsetAdjusted")     /* tsval kept monotonic for the stack */   \
@@ -148,6 +149,7 @@ namespace mproxy::mptcp {
   X(kAddAddrGaveUp, "MpAddAddrGaveUp")           /* never echoed after all retransmissions */ \
   X(kAddAddrNoRoom, "MpAddAddrNoRoom")           /* no subflow or option room to send it on */ \
   X(kAnnounceRemoveTx, "MpAnnounceRemoveTx")     /* REMOVE_ADDR: an announced address went */ \
+  X(kAnnounceRemoveNoRoom, "MpAnnounceRemoveNoRoom") /* ... but nothing could carry it */ \
   X(kIcmpPtbRx, "MpIcmpPtbRx")                   /* frag-needed / packet-too-big received */ \
   X(kIcmpPtbTranslated, "MpIcmpPtbTranslated")   /* ours: quote and MTU rewritten */        \
   X(kIcmpPtbNotOurs, "MpIcmpPtbNotOurs")         /* not a converted flow's segment: passed */ \

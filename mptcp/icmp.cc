@@ -91,7 +91,7 @@ bool Engine::OnIcmp(packet::MutableBytes pkt, packet::PacketOut& out) {
   }
 
   // SSN -> TSN. On one path SSN == TSN on the initial subflow (mptcp/DESIGN.md); with several the
-  // SEND table maps tx offsets to SSN offsets tagged by subflow, searched backwards here.
+  // SEND table maps tx offsets to SSN offsets tagged by subflow; one entry holds a given SSN.
   std::optional<uint32_t> tsn;
   if (sf == nullptr) {
     tsn = m.seq;
@@ -99,6 +99,7 @@ bool Engine::OnIcmp(packet::MutableBytes pkt, packet::PacketOut& out) {
     for (const MapEntry& e : c->send.entries()) {
       if (e.tag == sf->id && *ssn >= e.dst && *ssn < e.dst_end()) {
         tsn = WireOf(c->tx_isn, e.src + (*ssn - e.dst));
+        break;
       }
     }
   }

@@ -1195,16 +1195,19 @@ void Engine::OutboundMulti(Time now, Connection& c, TcpPacket& p, PacketOut& out
       // one (a new mapping for the same DSNs).
       sf = c.active;
       ssn = sf->tx_ssn_next;
-      if (off > c.tx_high && off - c.tx_high <= kMaxReservedGap) {
+      if (off > c.tx_high) {
         // Seed §3.3: a segment that overtook earlier local data (e.g. one lost before our hook)
         // gets the SSNs it would have had; the gap keeps its SSN space on this subflow (a SEND
         // entry for bytes not seen yet), so the late bytes land there, and the mapping stays
         // monotonous instead of the Figure 5 curve the ACK translation has to untangle.
         const uint64_t gap = off - c.tx_high;
-        if (c.send.Insert(c.tx_high, ssn, gap, sf->id) != InsertResult::kConflict) {
+        if (gap <= kMaxReservedGap &&
+            c.send.Insert(c.tx_high, ssn, gap, sf->id) != InsertResult::kConflict) {
           ssn += gap;
           sf->tx_ssn_next += gap;
           counters_.Inc(Counter::kTxGapReserved);
+        } else {
+          counters_.Inc(Counter::kTxGapNotReserved);
         }
       }
       if (c.send.Insert(off, ssn, len, sf->id) == InsertResult::kConflict) {
@@ -1697,8 +1700,9 @@ void Engine::InboundMulti(Time now, Connection& c, Subflow& sf, TcpPacket& p,
 bool Engine::ProjectPeerSack(const Connection& c, const Subflow& sf, TcpPacket& p) {
   std::array<packet::SackBlock, 4> wire{};
   const size_t n = p.options.SackBlocks(wire);
+  // Removed even when unparsable: the blocks speak of SSNs, never of the local stack's TSNs.
+  if (p.options.RemoveAll(tcp_opt::kSack) > 0 && n == 0) counters_.Inc(Counter::kSackStripped);
   if (n == 0) return false;
-  p.options.RemoveAll(tcp_opt::kSack);
   // The peer's SACK blocks speak about this subflow's SSN space; the local stack (our sender)
   // knows only TSNs. Seed §3.5: project them through the SEND table restricted to this subflow
   // (tag = subflow id): a TSN is reported only if the bytes this subflow carried for it arrived.

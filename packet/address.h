@@ -37,6 +37,10 @@ class IpAddress {
   [[nodiscard]] constexpr IpFamily family() const { return family_; }
   [[nodiscard]] constexpr bool is_v4() const { return family_ == IpFamily::kV4; }
   [[nodiscard]] constexpr bool is_v6() const { return family_ == IpFamily::kV6; }
+  // fe80::/10 (RFC 4291 §2.5.6): needs a scope, meaningless beyond the link.
+  [[nodiscard]] constexpr bool is_link_local_v6() const {
+    return is_v6() && bytes_[0] == 0xfe && (bytes_[1] & 0xc0) == 0x80;
+  }
   // Network-order bytes: 4 for IPv4, 16 for IPv6.
   [[nodiscard]] Bytes bytes() const { return Bytes(bytes_.data(), is_v4() ? 4 : 16); }
   [[nodiscard]] std::string ToString() const;

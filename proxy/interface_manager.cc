@@ -124,6 +124,11 @@ Result<void> InterfaceManager::Apply(const RoutingDiff& diff, bool strict) {
     // ESRCH: the kernel removed it already (its interface went down).
     if (!res && res.error().code != ESRCH && res.error().code != ENOENT) {
       fail("deleting " + Describe(r), res.error());
+    } else if (res) {
+      // Its echo is ours; any other deletion in our tables is someone else's (Relevant()).
+      constexpr size_t kKeptDeletions = 256;
+      if (own_deletions_.size() >= kKeptDeletions) own_deletions_.erase(own_deletions_.begin());
+      own_deletions_.push_back(r);
     }
   }
   for (const rtnl::Route& r : diff.add_routes) {
@@ -196,6 +201,18 @@ bool InterfaceManager::Relevant(packet::Bytes notification) {
   if (type != RTM_NEWROUTE && type != RTM_DELROUTE) return true;
   const auto r = rtnl::ParseRoute(notification);
   if (!r || !IsOurRoute(options_.routing, *r)) return true;
+  if (type == RTM_DELROUTE) {
+    // A route deleted from our tables by someone else (`ip route flush table ...`) must be
+    // repaired by a resync; only the echo of a deletion we made ourselves is ignored.
+    const auto same = [&](const rtnl::Route& d) {
+      return d.family == r->family && d.table == r->table && d.dst == r->dst &&
+             d.dst_len == r->dst_len && d.gateway == r->gateway && d.oif == r->oif &&
+             d.priority == r->priority;
+    };
+    const auto it = std::find_if(own_deletions_.begin(), own_deletions_.end(), same);
+    if (it == own_deletions_.end()) return true;
+    own_deletions_.erase(it);
+  }
   ++own_notifications_;
   return false;
 }

@@ -75,6 +75,7 @@ class InterfaceManager {
   uint32_t seq_ = 0;
   int stale_removed_ = 0;
   uint64_t own_notifications_ = 0;
+  std::vector<rtnl::Route> own_deletions_;  // routes we deleted whose echo has not come yet
   bool routing_installed_ = false;
   // The difference applied by the previous re-sync. Our own changes come back as notifications
   // and trigger another re-sync; if the kernel stored a route differently from how we compare it,

@@ -695,6 +695,30 @@ TEST_F(DaemonTest, OurOwnRoutingChangesAreNotRefreshedFor) {
   daemon_.reset();
 }
 
+// Someone else deletes a route from our tables (`ip route flush table 19793`): no link or address
+// event comes with it, so only that deletion's notification can bring the route back.
+TEST_F(DaemonTest, ARouteDeletedFromOurTablesBySomeoneElseIsRestored) {
+  FakeKernel k;
+  MobileHost(k);
+  k.echo_route_changes = true;
+  Make(false, true, Interfaces(k, {"wlan0", "eth1"}));
+  ASSERT_TRUE(daemon_->Start().ok());
+  const auto& c = daemon_->counters();
+  Pump();
+  const uint64_t syncs = c.Get(DaemonCounter::kInterfaceSyncs);
+  const auto ours = std::find_if(k.routes.begin(), k.routes.end(),
+                                 [](const rtnl::Route& r) { return r.table == 19793; });
+  ASSERT_NE(ours, k.routes.end());
+  const rtnl::Route gone = *ours;
+  k.routes.erase(ours);
+  clock_.now += 1s;
+  k.Notify(rtnl::BuildRouteRequest(rtnl::Op::kDel, gone, 0));
+  Pump();
+  EXPECT_EQ(c.Get(DaemonCounter::kInterfaceSyncs), syncs + 1);
+  EXPECT_NE(std::find(k.routes.begin(), k.routes.end(), gone), k.routes.end());
+  daemon_.reset();
+}
+
 TEST_F(DaemonTest, MissingInterfaceFailsStartAndRemovesTheIptablesRules) {
   FakeKernel k;
   MobileHost(k);
